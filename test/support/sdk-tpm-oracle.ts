@@ -1,0 +1,74 @@
+// The Azure IoT SDK's own TPM client (azure-iot-security-tpm on tss.js), pointed at an swtpm instance.
+// It is the oracle our TpmSecurityClient must agree with. tss.js's own TCP device crashes the process on
+// socket errors and cannot talk to swtpm's data port, so the bytes travel through a small device adapter;
+// every TPM command is still built and parsed by tss.js.
+import { TpmSecurityClient as SdkTpmSecurityClient } from "azure-iot-security-tpm";
+import { Tpm } from "tss.js";
+import { SwtpmTransport } from "../../src/tpm/transport/swtpm.js";
+
+type Continuation = (error: Error | null, response?: Buffer) => void;
+
+const STARTUP_CLEAR = Buffer.from("80010000000c000001440000", "hex");
+
+class SwtpmDeviceForTss {
+  private transport: SwtpmTransport | undefined;
+
+  constructor(private readonly connection: { host: string; port: number; ctrlPort: number }) {}
+
+  connect(continuation: (error: Error | null) => void): null {
+    const { host, port, ctrlPort } = this.connection;
+    SwtpmTransport.open(host, port, ctrlPort, 10_000)
+      .then(async (transport) => {
+        this.transport = transport;
+        await transport.transmit(STARTUP_CLEAR, 10_000);
+      })
+      .then(
+        () => setImmediate(continuation, null),
+        (error: Error) => setImmediate(continuation, error),
+      );
+    return null;
+  }
+
+  dispatchCommand(command: Buffer, continuation: Continuation): void {
+    if (!this.transport) return void setImmediate(continuation, new Error("not connected"));
+    this.transport.transmit(Buffer.from(command), 10_000).then(
+      (response) => setImmediate(continuation, null, response),
+      (error: Error) => setImmediate(continuation, error),
+    );
+  }
+
+  close(): void {
+    void this.transport?.close();
+    this.transport = undefined;
+  }
+}
+
+export interface SdkTpmOracle {
+  client: SdkTpmSecurityClient;
+  getEndorsementKey(): Promise<Buffer>;
+  getStorageRootKey(): Promise<Buffer>;
+  getRegistrationId(): Promise<string>;
+  activateIdentityKey(blob: Buffer): Promise<void>;
+  signWithIdentity(data: Buffer): Promise<Buffer>;
+  close(): void;
+}
+
+export function sdkTpmOracle(connection: { host: string; port: number; ctrlPort: number }): SdkTpmOracle {
+  const tpm = new Tpm(false);
+  const device = new SwtpmDeviceForTss(connection);
+  (tpm as unknown as { device: SwtpmDeviceForTss }).device = device;
+  const client = new SdkTpmSecurityClient(undefined, tpm);
+  const promisify =
+    <T>(call: (cb: (err: Error | null, value?: T) => void) => void) =>
+    () =>
+      new Promise<T>((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value as T))));
+  return {
+    client,
+    getEndorsementKey: promisify<Buffer>((cb) => client.getEndorsementKey(cb)),
+    getStorageRootKey: promisify<Buffer>((cb) => client.getStorageRootKey(cb)),
+    getRegistrationId: promisify<string>((cb) => client.getRegistrationId(cb)),
+    activateIdentityKey: (blob) => promisify<void>((cb) => client.activateIdentityKey(blob, cb))(),
+    signWithIdentity: (data) => promisify<Buffer>((cb) => client.signWithIdentity(data, cb))(),
+    close: () => device.close(),
+  };
+}
