@@ -15,6 +15,19 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/no-this-alias": ["error", { allowedNames: ["node"] }],
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      // node:test's describe/it return promises the runner itself awaits
+      "@typescript-eslint/no-floating-promises": [
+        "error",
+        {
+          allowForKnownSafeCalls: [
+            {
+              from: "package",
+              package: "node:test",
+              name: ["describe", "it", "test", "suite", "before", "after"],
+            },
+          ],
+        },
+      ],
     },
   },
   {

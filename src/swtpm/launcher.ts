@@ -78,9 +78,11 @@ export async function startSwtpm(options: SwtpmOptions): Promise<SwtpmInstance> 
     throw new Error(`swtpm exited during start-up: ${stderr.trim() || "no message"}`);
   });
 
+  const waiting = { cancelled: false };
   try {
-    await Promise.race([waitUntilAnswering(host, ctrlPort, timeoutMs), spawnError, earlyExit]);
+    await Promise.race([waitUntilAnswering(host, ctrlPort, timeoutMs, waiting), spawnError, earlyExit]);
   } catch (error) {
+    waiting.cancelled = true;
     await stopProcess(child, exited);
     throw error;
   }
@@ -116,9 +118,14 @@ function freePort(host: string, avoid?: number): Promise<number> {
   });
 }
 
-async function waitUntilAnswering(host: string, ctrlPort: number, timeoutMs: number): Promise<void> {
+async function waitUntilAnswering(
+  host: string,
+  ctrlPort: number,
+  timeoutMs: number,
+  waiting: { cancelled: boolean },
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  while (!waiting.cancelled) {
     if (await controlAnswers(host, ctrlPort)) return;
     if (Date.now() > deadline)
       throw new Error(`swtpm did not answer on ${host}:${ctrlPort} within ${timeoutMs} ms`);
