@@ -34,6 +34,13 @@ export interface CommandResponse {
 
 export interface EngineOptions {
   commandTimeoutMs?: number;
+  /**
+   * Close the connection after this long without commands; the next command reopens it. swtpm and the
+   * simulator serve one client at a time, so a client that holds on to its connection locks everyone else
+   * out (another device session, the editor's "read TPM identity"). Default: 1 s for TCP TPMs, never for a
+   * device (the kernel's resource manager shares it).
+   */
+  idleCloseMs?: number;
 }
 
 /**
@@ -45,13 +52,17 @@ export class CommandEngine {
   private transport: OpenedTransport | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private pendingWork = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   readonly commandTimeoutMs: number;
+  private readonly idleCloseMs: number;
 
   constructor(
     readonly spec: TpmConnectionSpec,
     options: EngineOptions = {},
   ) {
     this.commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    this.idleCloseMs = options.idleCloseMs ?? (spec.kind === "device" ? 0 : 1000);
   }
 
   get description(): string {
@@ -60,12 +71,29 @@ export class CommandEngine {
 
   /** Runs `work` with exclusive use of the TPM: no other command interleaves with it. */
   exclusive<T>(work: () => Promise<T>): Promise<T> {
+    this.pendingWork++;
+    clearTimeout(this.idleTimer);
     const result = this.queue.then(() => {
       if (this.closed) throw new TpmError("TPM_CLOSED", `${this.description}: closed`);
       return work();
     });
-    this.queue = result.catch(() => undefined);
+    this.queue = result
+      .catch(() => undefined)
+      .then(() => {
+        if (--this.pendingWork === 0) this.scheduleIdleClose();
+      });
     return result;
+  }
+
+  private scheduleIdleClose(): void {
+    if (this.closed || this.idleCloseMs <= 0 || !this.transport) return;
+    this.idleTimer = setTimeout(() => {
+      if (this.pendingWork > 0) return;
+      const transport = this.transport;
+      this.transport = undefined;
+      void transport?.close();
+    }, this.idleCloseMs);
+    this.idleTimer.unref();
   }
 
   /** Sends one command; must be called inside `exclusive`. */
@@ -78,6 +106,7 @@ export class CommandEngine {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.idleTimer);
     await this.queue;
     const transport = this.transport;
     this.transport = undefined;

@@ -190,6 +190,20 @@ describe("TPM failures become typed errors", () => {
     await assert.rejects(queued, isTpmError("TPM_CLOSED"));
   });
 
+  it("lets a second client use a one-client swtpm once the first is idle", async () => {
+    const first = new TpmSecurityClient(tpm.connection);
+    const second = new TpmSecurityClient(tpm.connection, { commandTimeoutMs: 5000 });
+    try {
+      assert.ok((await first.getEndorsementKey()).equals(endorsementKey));
+      // `first` stays open; without its idle release `second` would wait in swtpm's backlog until it timed out
+      assert.ok((await second.getStorageRootKey()).equals(storageRootKey));
+      assert.ok((await first.getRegistrationId()).length > 0);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
   it("talks to a TPM through the Microsoft simulator protocol", async () => {
     const front = await startMssimFront(tpm.connection);
     const client = new TpmSecurityClient({ kind: "mssim", host: front.host, port: front.port });
