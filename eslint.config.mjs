@@ -4,7 +4,7 @@ import tseslint from "typescript-eslint";
 import globals from "globals";
 
 export default tseslint.config(
-  { ignores: ["lib/**", "nodes/**/*.js", "node_modules/**", "test-artifacts/**"] },
+  { ignores: ["lib/**", "nodes/**/*.js", "node_modules/**", "test-artifacts/**", ".demo/**"] },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -31,7 +31,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ["**/*.mjs", "nodes/**/*.html"],
+    files: ["**/*.mjs", "bin/**/*.js"],
     ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // the CLI shim is plain CommonJS that loads the compiled emulator
+    files: ["bin/**/*.js"],
+    rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

@@ -1,0 +1,73 @@
+// What a device session is made from: a plain object, so a Node-RED config node or a JSON file can hold it.
+import type { TpmConnectionSpec } from "../tpm/connection-spec.js";
+import type { BackoffPolicy } from "./backoff.js";
+import type { OverflowPolicy } from "./outbox.js";
+import type { RegistrationStore } from "./registration-store.js";
+
+export type DpsTransportKind = "amqp" | "amqp-ws" | "https" | "mqtt";
+
+export interface DpsConfig {
+  /** DPS host, optionally "host:port" (amqp, https, mqtt). Default global.azure-devices-provisioning.net. */
+  globalEndpoint?: string;
+  idScope: string;
+  /** Default "amqp". MQTT cannot carry TPM attestation. */
+  transport?: DpsTransportKind;
+  /** Extra trusted CA certificate(s), PEM: the emulator's CA or a TLS-inspecting proxy. Also used for IoT Hub. */
+  ca?: string;
+}
+
+export type AttestationConfig =
+  | {
+      kind: "tpm";
+      connection: TpmConnectionSpec;
+      /** Default: derived from the endorsement key. */ registrationId?: string;
+    }
+  | { kind: "symmetricKey"; registrationId: string; key: string }
+  | { kind: "symmetricKey"; registrationId: string; groupKey: string }
+  | { kind: "x509"; registrationId: string; cert: string; key: string };
+
+export interface DeviceSessionOptions {
+  /** Delays between retries of DPS and hub. Default: 1 s doubling up to 60 s, 20 % jitter. */
+  backoff?: BackoffPolicy;
+  /** How long the hub may take to accept one telemetry message. Default 30 s. */
+  telemetryAckTimeoutMs?: number;
+  /** How long a twin GET or reported-properties PATCH may take. Default 30 s. */
+  twinTimeoutMs?: number;
+  /** How long one DPS registration may take, polls included. Default 60 s. */
+  provisioningTimeoutMs?: number;
+  /** How long opening the hub connection (TLS + AMQP + CBS) may take. Default 30 s. */
+  connectTimeoutMs?: number;
+  /** Most telemetry messages held while disconnected. Default 1000. */
+  outboxCapacity?: number;
+  /** What a full outbox does. Default "drop-oldest". */
+  outboxOverflow?: OverflowPolicy;
+  /** Where DPS results are cached. Default: in memory (lost on restart). */
+  registrationStore?: RegistrationStore;
+  /** Shorthand for a JsonFileRegistrationStore at this path (ignored when registrationStore is given). */
+  registrationCacheFile?: string;
+  /** Sent as the SDK's productInfo (user agent suffix). */
+  productInfo?: string;
+}
+
+export interface DeviceSessionConfig {
+  dps: DpsConfig;
+  attestation: AttestationConfig;
+  /** Custom DPS payload (custom allocation webhooks); modelId is added to it when set. */
+  provisioningPayload?: Record<string, unknown>;
+  /** IoT Plug and Play model id, e.g. "dtmi:com:example:Thermostat;1": sent to DPS and to the hub. */
+  modelId?: string;
+  options?: DeviceSessionOptions;
+}
+
+export const DEFAULT_GLOBAL_ENDPOINT = "global.azure-devices-provisioning.net";
+
+export const DEFAULTS = {
+  telemetryAckTimeoutMs: 30_000,
+  twinTimeoutMs: 30_000,
+  provisioningTimeoutMs: 60_000,
+  connectTimeoutMs: 30_000,
+  outboxCapacity: 1000,
+  outboxOverflow: "drop-oldest" as OverflowPolicy,
+  /** stop() gives the SDK this long to close the connection before dropping it (Node-RED allows 15 s). */
+  closeTimeoutMs: 4_000,
+};

@@ -1,0 +1,172 @@
+// The session's two contacts with the outside world, DPS and IoT Hub, behind one small interface: the
+// real one drives the Azure SDK; unit tests of the session's logic pass a fake.
+import { TpmSecurityClient } from "../tpm/security-client.js";
+import { DEFAULT_GLOBAL_ENDPOINT, DEFAULTS, type DeviceSessionConfig } from "./config.js";
+import { ConfigurationError } from "./errors.js";
+import { deriveDeviceKey } from "./group-key.js";
+import { HubConnection, type HubCredentials, type HubIdentity, type HubLink } from "./hub-connection.js";
+import {
+  provisionDevice,
+  splitHostPort,
+  type ProvisionedIdentity,
+  type ProvisioningSecurity,
+} from "./provisioning.js";
+import { validateIdScope, validateRegistrationId } from "./validation.js";
+
+export interface SessionDependencies {
+  /** The DPS registration id (for TPM read from the endorsement key unless configured). */
+  registrationId(): Promise<string>;
+  provision(signal: AbortSignal): Promise<ProvisionedIdentity>;
+  connect(identity: HubIdentity, signal: AbortSignal): Promise<HubLink>;
+  /** Releases long-lived resources (the TPM connection). */
+  dispose(): Promise<void>;
+}
+
+/** Checks what can be checked before the first connection, with messages that name the field. */
+export function checkConfig(config: DeviceSessionConfig): void {
+  if (typeof config !== "object" || config === null)
+    throw new ConfigurationError("device session config is required");
+  if (!config.dps) throw new ConfigurationError("dps settings are required (idScope, endpoint, transport)");
+  validateIdScope(config.dps.idScope);
+  const transport = config.dps.transport ?? "amqp";
+  if (!["amqp", "amqp-ws", "https", "mqtt"].includes(transport)) {
+    throw new ConfigurationError(`unknown DPS transport "${transport}": use amqp, amqp-ws, https or mqtt`);
+  }
+  const endpoint = config.dps.globalEndpoint ?? DEFAULT_GLOBAL_ENDPOINT;
+  const { port } = splitHostPort(endpoint);
+  if (transport === "amqp-ws" && port !== undefined) {
+    throw new ConfigurationError(
+      "the amqp-ws transport always uses port 443: remove the port from the DPS endpoint",
+    );
+  }
+  const attestation = config.attestation;
+  if (!attestation) throw new ConfigurationError("attestation is required (tpm, symmetricKey or x509)");
+  switch (attestation.kind) {
+    case "tpm":
+      if (transport === "mqtt") {
+        throw new ConfigurationError(
+          "TPM attestation cannot use the mqtt transport: choose amqp, amqp-ws or https",
+        );
+      }
+      if (!attestation.connection) throw new ConfigurationError("a TPM attestation needs its TPM connection");
+      if (attestation.registrationId !== undefined) validateRegistrationId(attestation.registrationId);
+      break;
+    case "symmetricKey": {
+      validateRegistrationId(attestation.registrationId);
+      const key = "groupKey" in attestation ? attestation.groupKey : attestation.key;
+      if (typeof key !== "string" || key.length === 0 || Buffer.from(key, "base64").length === 0) {
+        throw new ConfigurationError(
+          `a symmetric key attestation needs a base64 ${"groupKey" in attestation ? "group key" : "key"}`,
+        );
+      }
+      break;
+    }
+    case "x509":
+      validateRegistrationId(attestation.registrationId);
+      if (!attestation.cert || !attestation.key) {
+        throw new ConfigurationError(
+          "an X.509 attestation needs the device certificate and its private key (PEM)",
+        );
+      }
+      break;
+    default:
+      throw new ConfigurationError(
+        `unknown attestation kind "${String((attestation as { kind?: unknown }).kind)}"`,
+      );
+  }
+}
+
+/** The real dependencies: azure-iot-provisioning-device and azure-iot-device (+ our TPM client). */
+export function sdkDependencies(config: DeviceSessionConfig): SessionDependencies {
+  const { dps, attestation } = config;
+  const options = config.options ?? {};
+  const idScope = dps.idScope.trim();
+  const endpoint = dps.globalEndpoint ?? DEFAULT_GLOBAL_ENDPOINT;
+  const transport = dps.transport ?? "amqp";
+  const payload =
+    config.provisioningPayload || config.modelId
+      ? { ...config.provisioningPayload, ...(config.modelId ? { modelId: config.modelId } : {}) }
+      : undefined;
+
+  let tpm: TpmSecurityClient | undefined;
+  const tpmClient = (): TpmSecurityClient => {
+    if (attestation.kind !== "tpm") throw new ConfigurationError("not a TPM attestation");
+    tpm ??= new TpmSecurityClient(
+      attestation.connection,
+      attestation.registrationId ? { registrationId: attestation.registrationId } : {},
+    );
+    return tpm;
+  };
+
+  const registrationId = async (): Promise<string> =>
+    attestation.kind === "tpm"
+      ? (attestation.registrationId ?? (await tpmClient().getRegistrationId()))
+      : attestation.registrationId;
+
+  const security = async (): Promise<ProvisioningSecurity> => {
+    switch (attestation.kind) {
+      case "tpm":
+        return { kind: "tpm", registrationId: await registrationId(), client: tpmClient() };
+      case "symmetricKey":
+        return {
+          kind: "symmetricKey",
+          registrationId: attestation.registrationId,
+          deviceKey: symmetricKey(),
+        };
+      case "x509":
+        return {
+          kind: "x509",
+          registrationId: attestation.registrationId,
+          cert: attestation.cert,
+          key: attestation.key,
+        };
+    }
+  };
+
+  const symmetricKey = (): string => {
+    if (attestation.kind !== "symmetricKey") throw new ConfigurationError("not a symmetric key attestation");
+    return "groupKey" in attestation
+      ? deriveDeviceKey(attestation.groupKey, attestation.registrationId)
+      : attestation.key;
+  };
+
+  const hubCredentials = (): HubCredentials => {
+    switch (attestation.kind) {
+      case "tpm":
+        return { kind: "tpm", signer: tpmClient() };
+      case "symmetricKey":
+        return { kind: "symmetricKey", key: symmetricKey() };
+      case "x509":
+        return { kind: "x509", cert: attestation.cert, key: attestation.key };
+    }
+  };
+
+  return {
+    registrationId,
+    provision: async (signal) =>
+      provisionDevice({
+        endpoint,
+        idScope,
+        transport,
+        ca: dps.ca,
+        security: await security(),
+        payload,
+        timeoutMs: options.provisioningTimeoutMs ?? DEFAULTS.provisioningTimeoutMs,
+        signal,
+      }),
+    connect: (identity, signal) =>
+      HubConnection.open(identity, hubCredentials(), {
+        ca: dps.ca,
+        modelId: config.modelId,
+        productInfo: options.productInfo,
+        connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+        closeTimeoutMs: DEFAULTS.closeTimeoutMs,
+        signal,
+      }),
+    dispose: async () => {
+      const client = tpm;
+      tpm = undefined;
+      if (client) await client.close();
+    },
+  };
+}

@@ -1,0 +1,240 @@
+// One AMQP connection to IoT Hub through the unmodified azure-iot-device Client, with the SDK's own retry
+// switched off (NoRetry): every drop reaches us as one 'disconnect', and the session's loop is the only
+// one that reconnects (hub-amqp-protocol.md §6.1, §6.2). Each connection is used once and thrown away, and
+// every listener it adds is removed on close (STYLE.md, 10-mqtt.js `_clientOn` / `_clientRemoveListeners`).
+import { EventEmitter } from "node:events";
+import {
+  Client,
+  SharedAccessKeyAuthenticationProvider,
+  X509AuthenticationProvider,
+  type Message,
+} from "azure-iot-device";
+import { Amqp } from "azure-iot-device-amqp";
+import { NoRetry } from "azure-iot-common";
+import { TpmAuthenticationProvider, type TpmSigner } from "../tpm/authentication-provider.js";
+import { OperationTimeoutError, SessionStoppedError } from "./errors.js";
+
+export type HubCredentials =
+  | { kind: "symmetricKey"; key: string }
+  | { kind: "x509"; cert: string; key: string }
+  | { kind: "tpm"; signer: TpmSigner };
+
+export interface HubIdentity {
+  assignedHub: string;
+  deviceId: string;
+}
+
+export interface HubConnectOptions {
+  ca?: string;
+  modelId?: string;
+  productInfo?: string;
+  connectTimeoutMs: number;
+  closeTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** The twin document as the hub returns it: each section carries its `$version`. */
+export interface TwinDocument {
+  desired: Record<string, unknown>;
+  reported: Record<string, unknown>;
+}
+
+/**
+ * What the session needs from a hub connection. Events: `disconnect` (error) once when the connection
+ * is lost, `desired` (patch incl. $version) for each desired-property notification.
+ */
+export interface HubLinkEvents {
+  disconnect: (error: Error | undefined) => void;
+  desired: (patch: Record<string, unknown>) => void;
+}
+
+export interface HubLink {
+  sendEvent(message: Message): Promise<void>;
+  enableDesiredUpdates(): Promise<void>;
+  getTwin(): Promise<TwinDocument>;
+  updateReported(patch: Record<string, unknown>): Promise<void>;
+  /** Releases the socket, the SDK's timers and every listener; resolves within closeTimeoutMs. */
+  close(): Promise<void>;
+  on<E extends keyof HubLinkEvents>(event: E, listener: HubLinkEvents[E]): unknown;
+  off<E extends keyof HubLinkEvents>(event: E, listener: HubLinkEvents[E]): unknown;
+}
+
+type Listener = Parameters<EventEmitter["on"]>[1];
+
+/** The azure-iot-device transport methods used below (typed in internal_client.d.ts as DeviceTransport). */
+type DeviceTransport = Client["_transport"];
+
+function authenticationProvider(identity: HubIdentity, credentials: HubCredentials) {
+  switch (credentials.kind) {
+    case "symmetricKey":
+      // The same connection string the SDK samples build from a DPS result (dps-protocol.md §11); the
+      // provider renews the token 15 min before each hour is up.
+      return SharedAccessKeyAuthenticationProvider.fromConnectionString(
+        `HostName=${identity.assignedHub};DeviceId=${identity.deviceId};SharedAccessKey=${credentials.key}`,
+      );
+    case "x509":
+      return X509AuthenticationProvider.fromX509Options(identity.deviceId, identity.assignedHub, {
+        cert: credentials.cert,
+        key: credentials.key,
+      });
+    case "tpm":
+      return new TpmAuthenticationProvider(
+        { host: identity.assignedHub, deviceId: identity.deviceId },
+        credentials.signer,
+      );
+  }
+}
+
+export class HubConnection extends EventEmitter implements HubLink {
+  private readonly registered: Array<{ emitter: EventEmitter; event: string; listener: Listener }> = [];
+  private closing: Promise<void> | undefined;
+  private lost = false;
+
+  private constructor(
+    private readonly client: Client,
+    private readonly transport: DeviceTransport,
+    private readonly provider: ReturnType<typeof authenticationProvider>,
+    private readonly closeTimeoutMs: number,
+  ) {
+    super();
+  }
+
+  /** Opens a connection: TLS, AMQP, CBS (or X.509). Rejects with the SDK's error or OperationTimeoutError. */
+  static async open(
+    identity: HubIdentity,
+    credentials: HubCredentials,
+    options: HubConnectOptions,
+  ): Promise<HubConnection> {
+    const provider = authenticationProvider(identity, credentials);
+    const client = Client.fromAuthenticationProvider(provider, Amqp);
+    const connection = new HubConnection(client, client._transport, provider, options.closeTimeoutMs);
+    connection.track(
+      client,
+      "disconnect",
+      (result: { transportObj?: unknown; reason?: unknown } | undefined) =>
+        connection.markLost(asError(result?.transportObj) ?? asError(result?.reason)),
+    );
+    // The SDK emits 'error' on the client in a few paths; an unheard 'error' would end the process.
+    connection.track(client, "error", (error: unknown) => connection.markLost(asError(error)));
+    connection.track(connection.transport, "twinDesiredPropertiesUpdate", (patch: unknown) => {
+      if (typeof patch === "object" && patch !== null) connection.emit("desired", patch);
+    });
+    try {
+      client.setRetryPolicy(new NoRetry());
+      // One setOptions call: each call replaces the previous options (hub-amqp-protocol.md §10.2).
+      const clientOptions = {
+        ...(options.ca ? { ca: options.ca } : {}),
+        ...(options.modelId ? { modelId: options.modelId } : {}),
+        ...(options.productInfo ? { productInfo: options.productInfo } : {}),
+      };
+      if (Object.keys(clientOptions).length > 0) await client.setOptions(clientOptions);
+      await withDeadline(client.open(), "IoT Hub connect", options.connectTimeoutMs, options.signal);
+      return connection;
+    } catch (error) {
+      await connection.close();
+      throw error;
+    }
+  }
+
+  sendEvent(message: Message): Promise<void> {
+    return this.client.sendEvent(message).then(() => undefined);
+  }
+
+  enableDesiredUpdates(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.transport.enableTwinDesiredPropertiesUpdates((error) => (error ? reject(error) : resolve())),
+    );
+  }
+
+  getTwin(): Promise<TwinDocument> {
+    return new Promise((resolve, reject) =>
+      this.transport.getTwin((error, twin) => {
+        if (error) reject(error);
+        else resolve({ desired: { ...twin?.desired }, reported: { ...twin?.reported } });
+      }),
+    );
+  }
+
+  updateReported(patch: Record<string, unknown>): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.transport.updateTwinReportedProperties(patch, (error) => (error ? reject(error) : resolve())),
+    );
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    for (const { emitter, event, listener } of this.registered.splice(0))
+      emitter.removeListener(event, listener);
+    // Late SDK errors during the rundown must still be heard by someone.
+    const ignore = (): void => undefined;
+    this.client.on("error", ignore);
+    try {
+      await withDeadline(this.client.close(), "IoT Hub close", this.closeTimeoutMs);
+    } catch {
+      // A close that fails or hangs leaves nothing we can release further; the SDK forces its rundown.
+    } finally {
+      if (this.provider instanceof TpmAuthenticationProvider) this.provider.stop();
+      this.removeAllListeners();
+    }
+  }
+
+  private track<A extends unknown[]>(
+    emitter: EventEmitter,
+    event: string,
+    handler: (...args: A) => void,
+  ): void {
+    const listener = handler as Listener;
+    emitter.on(event, listener);
+    this.registered.push({ emitter, event, listener });
+  }
+
+  private markLost(error: Error | undefined): void {
+    if (this.lost || this.closing) return;
+    this.lost = true;
+    this.emit("disconnect", error);
+  }
+}
+
+function asError(value: unknown): Error | undefined {
+  return value instanceof Error ? value : undefined;
+}
+
+/** Races `promise` against a timer (and an abort signal); the timer never outlives the race. */
+export function withDeadline<T>(
+  promise: Promise<T>,
+  operation: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new SessionStoppedError(operation));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      reject(new OperationTimeoutError(operation, timeoutMs));
+    }, timeoutMs);
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}

@@ -1,0 +1,78 @@
+// Framework-free device session: usable from a plain script or a Node-RED config node.
+//
+//   const session = new DeviceSession({
+//     dps: { idScope: "0ne00012345", transport: "amqp" },
+//     attestation: { kind: "symmetricKey", registrationId: "gateway-1", key: process.env.DEVICE_KEY! },
+//   });
+//   session.on("state", (s) => console.log(s.state, s.deviceId ?? "", s.error ?? ""));
+//   session.on("twin", (desired) => console.log("desired", desired));
+//   session.start();
+//   await session.sendTelemetry({ temperature: 21.5 }, { properties: { unit: "C" } });
+//   const version = await session.reportProperties({ firmware: "1.0.0" });
+//   await session.close();
+export {
+  DeviceSession,
+  type SessionStateEvent,
+  type TelemetryDroppedEvent,
+  type DeviceSessionEvents,
+} from "./session.js";
+export type {
+  DeviceSessionConfig,
+  DeviceSessionOptions,
+  DpsConfig,
+  DpsTransportKind,
+  AttestationConfig,
+} from "./config.js";
+export { DEFAULT_GLOBAL_ENDPOINT } from "./config.js";
+export {
+  SESSION_STATES,
+  TRANSITIONS,
+  canTransition,
+  IllegalTransitionError,
+  type SessionState,
+} from "./states.js";
+export {
+  ExponentialBackoff,
+  RetrySchedule,
+  type BackoffPolicy,
+  type ExponentialBackoffOptions,
+} from "./backoff.js";
+export { isRetryable, isIdentityRejected, isThrottled, describeError, redact } from "./retryable.js";
+export {
+  Limits,
+  validateIdScope,
+  validateRegistrationId,
+  validateTelemetry,
+  validateMessageId,
+  validateTwinKey,
+  validateTwinPatch,
+  twinDepth,
+  twinSize,
+} from "./validation.js";
+export { Outbox, type OverflowPolicy, type OutboxOptions } from "./outbox.js";
+export {
+  toHubMessage,
+  COMPONENT_PROPERTY,
+  type TelemetryOptions,
+  type TelemetryPayload,
+} from "./message-mapping.js";
+export { deriveDeviceKey } from "./group-key.js";
+export {
+  MemoryRegistrationStore,
+  JsonFileRegistrationStore,
+  type RegistrationStore,
+  type CachedRegistration,
+} from "./registration-store.js";
+export type { HubLink, HubLinkEvents, TwinDocument, HubIdentity } from "./hub-connection.js";
+export type { SessionDependencies } from "./dependencies.js";
+export type { ProvisionedIdentity } from "./provisioning.js";
+export {
+  DeviceSessionError,
+  ValidationError,
+  ConfigurationError,
+  OperationTimeoutError,
+  SessionStoppedError,
+  OutboxOverflowError,
+  ProvisioningError,
+  HubError,
+} from "./errors.js";

@@ -1,0 +1,306 @@
+// One DPS registration with the unmodified azure-iot-provisioning-device client, over the chosen
+// transport, trusting an extra CA when one is configured (dps-protocol.md §1, §1.1, §2).
+import { Agent as HttpsAgent } from "node:https";
+import { createRequire } from "node:module";
+import { ProvisioningDeviceClient } from "azure-iot-provisioning-device";
+import { Amqp as ProvisioningAmqp, AmqpWs as ProvisioningAmqpWs } from "azure-iot-provisioning-device-amqp";
+import { Http as ProvisioningHttp } from "azure-iot-provisioning-device-http";
+import { Mqtt as ProvisioningMqtt } from "azure-iot-provisioning-device-mqtt";
+import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
+import { X509Security } from "azure-iot-security-x509";
+import type { TpmSecurityClient } from "../tpm/security-client.js";
+import type { DpsTransportKind } from "./config.js";
+import {
+  ConfigurationError,
+  OperationTimeoutError,
+  ProvisioningError,
+  SessionStoppedError,
+} from "./errors.js";
+import { describeError } from "./retryable.js";
+import { DEFAULT_PORTS, isOpaqueConnectionFailure, tlsProblem } from "./tls-diagnosis.js";
+
+/** What the device proves itself with, in the form the SDK's security clients take. */
+export type ProvisioningSecurity =
+  | { kind: "symmetricKey"; registrationId: string; deviceKey: string }
+  | { kind: "x509"; registrationId: string; cert: string; key: string }
+  | { kind: "tpm"; registrationId: string; client: TpmSecurityClient };
+
+export interface ProvisioningRequest {
+  /** DPS host, optionally with ":port". */
+  endpoint: string;
+  idScope: string;
+  transport: DpsTransportKind;
+  ca?: string;
+  security: ProvisioningSecurity;
+  payload?: Record<string, unknown>;
+  timeoutMs: number;
+  /** Aborting cancels the registration (the session is stopping). */
+  signal?: AbortSignal;
+}
+
+export interface ProvisionedIdentity {
+  registrationId: string;
+  assignedHub: string;
+  deviceId: string;
+}
+
+/** Splits "host[:port]"; the port is undefined when absent. */
+export function splitHostPort(endpoint: string): { host: string; port?: number } {
+  const match = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(endpoint.trim());
+  if (!match?.[1]) throw new ConfigurationError(`"${endpoint}" is not a host name or host:port`);
+  const port = match[2] === undefined ? undefined : Number(match[2]);
+  if (port !== undefined && (port < 1 || port > 65535)) {
+    throw new ConfigurationError(`port ${port} in "${endpoint}" is out of range`);
+  }
+  return { host: match[1], port };
+}
+
+// The transports bring their own (older) copies of the protocol base packages. Load the copy each transport
+// itself uses, so that the object we hand it is of the version it was written against.
+const requireFromAmqpTransport = createRequire(require.resolve("azure-iot-provisioning-device-amqp"));
+const requireFromHttpTransport = createRequire(require.resolve("azure-iot-provisioning-device-http"));
+const requireFromMqttTransport = createRequire(require.resolve("azure-iot-provisioning-device-mqtt"));
+
+interface AmqpBaseConfig {
+  sslOptions?: Record<string, unknown>;
+}
+interface AmqpBaseInstance {
+  connect(config: AmqpBaseConfig, done: unknown): unknown;
+}
+type AmqpBaseClass = new (autoSettleMessages: boolean) => AmqpBaseInstance;
+interface HttpBaseInstance {
+  setOptions(options: Record<string, unknown>): void;
+}
+interface MqttBaseInstance {
+  setOptions(options: Record<string, unknown>): void;
+}
+
+/**
+ * An AMQP base that adds the trusted CA to every TLS connect. The only way that works for every
+ * attestation, TPM included, without touching process-wide TLS settings (dps-protocol.md §1.1).
+ */
+function amqpBaseTrusting(ca: string): AmqpBaseInstance {
+  const { Amqp: Base } = requireFromAmqpTransport("azure-iot-amqp-base") as { Amqp: AmqpBaseClass };
+  class TrustingAmqpBase extends Base {
+    override connect(config: AmqpBaseConfig, done: unknown): unknown {
+      config.sslOptions = { ...config.sslOptions, ca };
+      return super.connect(config, done);
+    }
+  }
+  return new TrustingAmqpBase(true);
+}
+
+type ProvisioningTransport = ProvisioningAmqp | ProvisioningHttp | ProvisioningMqtt;
+
+interface BuiltTransport {
+  host: string;
+  transport: ProvisioningTransport;
+  /** Releases what the transport does not release itself (an HTTPS agent). */
+  dispose(): void;
+}
+
+function buildTransport(request: ProvisioningRequest): BuiltTransport {
+  const { host, port } = splitHostPort(request.endpoint);
+  const { ca } = request;
+  const nothing = (): void => undefined;
+  switch (request.transport) {
+    case "amqp": {
+      const base = ca ? amqpBaseTrusting(ca) : undefined;
+      return {
+        host: request.endpoint,
+        transport: new ProvisioningAmqp(base as ConstructorParameters<typeof ProvisioningAmqp>[0]),
+        dispose: nothing,
+      };
+    }
+    case "amqp-ws": {
+      // The SDK appends ":443" itself; a port here makes an invalid URL that rhea throws outside any
+      // callback, which would end the process (dps-protocol.md §1).
+      if (port !== undefined) {
+        throw new ConfigurationError(
+          `the amqp-ws transport always uses port 443: remove ":${port}" from the endpoint`,
+        );
+      }
+      const base = ca ? amqpBaseTrusting(ca) : undefined;
+      return {
+        host,
+        transport: new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]),
+        dispose: nothing,
+      };
+    }
+    case "https": {
+      const { Http: HttpBase } = requireFromHttpTransport("azure-iot-http-base") as {
+        Http: new () => HttpBaseInstance;
+      };
+      const base = new HttpBase();
+      // The http base puts the host into request options verbatim, so a port goes on an agent; https.Agent's
+      // constructor forces 443, so defaultPort is assigned afterwards (dps-protocol.md §1.1).
+      const agent = new HttpsAgent(ca ? { ca } : {});
+      if (port !== undefined) Object.assign(agent, { defaultPort: port });
+      base.setOptions({ ...(ca ? { ca } : {}), http: { agent } });
+      return {
+        host,
+        transport: new ProvisioningHttp(base as ConstructorParameters<typeof ProvisioningHttp>[0]),
+        dispose: () => agent.destroy(),
+      };
+    }
+    case "mqtt": {
+      if (request.security.kind === "tpm") {
+        throw new ConfigurationError(
+          "TPM attestation cannot use the mqtt transport: choose amqp, amqp-ws or https",
+        );
+      }
+      const { MqttBase } = requireFromMqttTransport("azure-iot-mqtt-base") as {
+        MqttBase: new () => MqttBaseInstance;
+      };
+      const base = new MqttBase();
+      if (ca) base.setOptions({ ca });
+      return {
+        host: request.endpoint,
+        transport: new ProvisioningMqtt(base as ConstructorParameters<typeof ProvisioningMqtt>[0]),
+        dispose: nothing,
+      };
+    }
+    default:
+      throw new ConfigurationError(`unknown DPS transport "${String(request.transport)}"`);
+  }
+}
+
+function buildSecurityClient(
+  request: ProvisioningRequest,
+): Parameters<typeof ProvisioningDeviceClient.create>[3] {
+  const { security } = request;
+  switch (security.kind) {
+    case "symmetricKey":
+      // Each SDK package brings its own azure-iot-common, so the types differ while the shapes match.
+      return new SymmetricKeySecurityClient(
+        security.registrationId,
+        security.deviceKey,
+      ) as unknown as Parameters<typeof ProvisioningDeviceClient.create>[3];
+    case "x509":
+      // AMQP uses this object as its TLS options, so the CA goes here too (dps-protocol.md §1.1).
+      return new X509Security(security.registrationId, {
+        cert: security.cert,
+        key: security.key,
+        ...(request.ca ? { ca: request.ca } : {}),
+      });
+    case "tpm":
+      return security.client;
+  }
+}
+
+interface RegistrationStateLike {
+  registrationId?: unknown;
+  assignedHub?: unknown;
+  deviceId?: unknown;
+}
+
+/** TPM registration hands back the whole operation; the others only its registrationState (dps-protocol.md §2.1). */
+function identityFrom(result: unknown, registrationId: string): ProvisionedIdentity {
+  const outer = (result ?? {}) as { registrationState?: RegistrationStateLike } & RegistrationStateLike;
+  const state = outer.registrationState ?? outer;
+  if (
+    typeof state.assignedHub !== "string" ||
+    !state.assignedHub ||
+    typeof state.deviceId !== "string" ||
+    !state.deviceId
+  ) {
+    throw new ProvisioningError(`DPS assigned "${registrationId}" no hub or device id`, registrationId);
+  }
+  return { registrationId, assignedHub: state.assignedHub, deviceId: state.deviceId };
+}
+
+/** Registers once. Rejects with ProvisioningError (cause: the SDK's error), never throws synchronously. */
+export function provisionDevice(request: ProvisioningRequest): Promise<ProvisionedIdentity> {
+  const { registrationId } = request.security;
+  return new Promise<ProvisionedIdentity>((resolve, reject) => {
+    let built: BuiltTransport;
+    let client: ReturnType<typeof ProvisioningDeviceClient.create>;
+    try {
+      built = buildTransport(request);
+      client = ProvisioningDeviceClient.create(
+        built.host,
+        request.idScope,
+        built.transport,
+        buildSecurityClient(request),
+      );
+      if (request.payload) client.setProvisioningPayload(request.payload);
+    } catch (error) {
+      reject(error instanceof ConfigurationError ? error : wrap(error));
+      return;
+    }
+
+    let settled = false;
+    const finish = (outcome: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      request.signal?.removeEventListener("abort", onAbort);
+      built.dispose();
+      outcome();
+    };
+    const cancel = (): void => {
+      try {
+        void client.cancel(() => undefined);
+      } catch {
+        // Cancelling a registration that is already over may throw inside the SDK; nothing left to release.
+      }
+    };
+    const onAbort = (): void => {
+      cancel();
+      finish(() => reject(new SessionStoppedError("DPS registration")));
+    };
+    const timer = setTimeout(() => {
+      cancel();
+      finish(() => reject(wrap(new OperationTimeoutError("DPS registration", request.timeoutMs))));
+    }, request.timeoutMs);
+
+    if (request.signal?.aborted) {
+      onAbort();
+      return;
+    }
+    request.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      void client.register((error, result) => {
+        if (error) {
+          void explain(error).then((explained) => finish(() => reject(explained)));
+          return;
+        }
+        try {
+          const identity = identityFrom(result, registrationId);
+          finish(() => resolve(identity));
+        } catch (failure) {
+          finish(() => reject(failure instanceof Error ? failure : new Error(String(failure))));
+        }
+      });
+    } catch (error) {
+      finish(() => reject(wrap(error)));
+    }
+  });
+
+  /** wrap(), naming the TLS or network reason the AMQP transports leave out of their errors. */
+  async function explain(error: unknown): Promise<ProvisioningError> {
+    if (!isOpaqueConnectionFailure(error)) return wrap(error);
+    const { host, port } = splitHostPort(request.endpoint);
+    const problem = await tlsProblem(host, port ?? DEFAULT_PORTS[request.transport], request.ca).catch(
+      () => undefined,
+    );
+    if (!problem) return wrap(error);
+    return new ProvisioningError(
+      `DPS registration of "${registrationId}" failed: ${problem}`,
+      registrationId,
+      {
+        cause: error,
+      },
+    );
+  }
+
+  function wrap(error: unknown): ProvisioningError {
+    return new ProvisioningError(
+      `DPS registration of "${registrationId}" failed: ${describeError(error)}`,
+      registrationId,
+      {
+        cause: error,
+      },
+    );
+  }
+}

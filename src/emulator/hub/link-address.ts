@@ -1,0 +1,31 @@
+// Link addresses the device SDK attaches (hub-amqp-protocol.md §1.6). Device ids appear raw, not URL-encoded.
+
+export type DeviceLinkKind = "telemetry" | "c2d" | "twin" | "methods";
+
+export type LinkAddress = { kind: "cbs" } | { kind: DeviceLinkKind; deviceId: string };
+
+const DEVICE_ADDRESS =
+  /^\/devices\/([^/]+)\/(messages\/events|messages\/devicebound|twin|methods\/devicebound)$/;
+
+const KIND_BY_SUFFIX: Record<string, DeviceLinkKind> = {
+  "messages/events": "telemetry",
+  "messages/devicebound": "c2d",
+  twin: "twin",
+  "methods/devicebound": "methods",
+};
+
+export function parseLinkAddress(address: unknown): LinkAddress | undefined {
+  if (address === "$cbs") return { kind: "cbs" };
+  if (typeof address !== "string") return undefined;
+  const match = DEVICE_ADDRESS.exec(address);
+  const kind = match?.[2] !== undefined ? KIND_BY_SUFFIX[match[2]] : undefined;
+  if (!match?.[1] || !kind) return undefined;
+  return { kind, deviceId: match[1] };
+}
+
+/** Which way a device link must point: the device sends telemetry, receives C2D, and has both twin/method links. */
+export function directionAllowed(kind: DeviceLinkKind | "cbs", deviceSends: boolean): boolean {
+  if (kind === "telemetry") return deviceSends;
+  if (kind === "c2d") return !deviceSends;
+  return true;
+}

@@ -1,0 +1,169 @@
+// The hub module's public contract, shared with the DPS emulator and the emulator core.
+import type { EventEmitter } from "node:events";
+
+export type DeviceStatus = "enabled" | "disabled";
+
+export type DeviceAuthentication =
+  /** base64 keys; for TPM devices the key issued in the activation blob */
+  | { type: "sas"; symmetricKey: { primaryKey: string; secondaryKey?: string } }
+  /** SHA-1 or SHA-256 hex thumbprints, upper case */
+  | { type: "selfSigned"; x509Thumbprint: { primaryThumbprint: string; secondaryThumbprint?: string } }
+  /** any client certificate chaining to a trusted CA whose CN == deviceId */
+  | { type: "certificateAuthority" };
+
+export interface HubDeviceRecord {
+  /** Logical hub, e.g. "provisio-hub-1.azure-devices.net"; several may share one listener. */
+  hubHostName: string;
+  deviceId: string;
+  status: DeviceStatus;
+  authentication: DeviceAuthentication;
+  modelId?: string;
+}
+
+export type TwinProperties = Record<string, unknown> & { $version: number };
+
+/** Azure's twin JSON shape (service side). */
+export interface TwinDocument {
+  deviceId: string;
+  etag: string;
+  version: number;
+  status: DeviceStatus;
+  modelId?: string;
+  tags: Record<string, unknown>;
+  properties: { desired: TwinProperties; reported: TwinProperties };
+}
+
+export interface TwinSeed {
+  tags?: Record<string, unknown>;
+  properties?: { desired?: Record<string, unknown> };
+}
+
+export interface TelemetrySystemProperties {
+  messageId?: string;
+  correlationId?: string;
+  contentType?: string;
+  contentEncoding?: string;
+  userId?: string;
+  /** IoT Plug and Play component (message annotation dt-subject). */
+  component?: string;
+  [key: string]: string | undefined;
+}
+
+export interface TelemetryRecord {
+  hubHostName: string;
+  deviceId: string;
+  enqueuedTimeUtc: string;
+  body: Buffer;
+  /** Application properties. */
+  properties: Record<string, string>;
+  systemProperties: TelemetrySystemProperties;
+}
+
+export interface HubOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** 0 or absent = a free port. */
+  port?: number;
+  /** Server key/cert PEM; clientCa = CAs accepted for X.509 device certificates. */
+  tls: { key: string; cert: string; clientCa?: string[] };
+  /** Logical hub names served by this listener. */
+  hostNames: string[];
+  /** JSON persistence of devices and twins (survives restart). */
+  dataFile?: string;
+}
+
+export interface HubRegistry {
+  /** Creates the twin when new; twin given => replaces tags/desired. */
+  upsertDevice(device: HubDeviceRecord, twin?: TwinSeed): void;
+  getDevice(hubHostName: string, deviceId: string): HubDeviceRecord | undefined;
+  listDevices(hubHostName?: string): HubDeviceRecord[];
+  /** Disconnects the device. */
+  deleteDevice(hubHostName: string, deviceId: string): boolean;
+  /** Disabling disconnects the device. */
+  setStatus(hubHostName: string, deviceId: string, status: DeviceStatus): void;
+}
+
+export interface MethodRequest {
+  methodName: string;
+  payload?: unknown;
+  responseTimeoutInSeconds?: number;
+  connectTimeoutInSeconds?: number;
+}
+
+export interface CloudToDeviceMessage {
+  body: Buffer | string;
+  messageId?: string;
+  correlationId?: string;
+  properties?: Record<string, string>;
+  expiryTimeUtc?: string;
+}
+
+export interface ConnectionEvent {
+  hubHostName: string;
+  deviceId: string;
+  connected: boolean;
+}
+
+/** How the device settled a cloud-to-device message (emulator addition, for tests and the service API). */
+export interface C2dFeedbackEvent {
+  hubHostName: string;
+  deviceId: string;
+  messageId: string;
+  outcome: "completed" | "rejected" | "abandoned" | "expired" | "deadLettered";
+}
+
+/** The device subscribed to (PUT) or unsubscribed from (DELETE) desired-property notifications (emulator addition). */
+export interface TwinSubscriptionEvent {
+  hubHostName: string;
+  deviceId: string;
+  subscribed: boolean;
+}
+
+/**
+ * Events: "telemetry" (TelemetryRecord), "connection" (ConnectionEvent); emulator additions: "c2dFeedback"
+ * (C2dFeedbackEvent), "twinSubscription" (TwinSubscriptionEvent).
+ */
+export interface HubService extends EventEmitter {
+  getTwin(hubHostName: string, deviceId: string): TwinDocument | undefined;
+  /** Merge-patch; a desired change is pushed to the connected device; throws HubServiceError 404/412/400. */
+  updateTwin(hubHostName: string, deviceId: string, patch: TwinSeed, ifMatch?: string): TwinDocument;
+  replaceTwin(hubHostName: string, deviceId: string, twin: TwinSeed, ifMatch?: string): TwinDocument;
+  /** Rejects HubServiceError 404 (DeviceNotOnline) / 504 (timeout). */
+  invokeMethod(
+    hubHostName: string,
+    deviceId: string,
+    request: MethodRequest,
+  ): Promise<{ status: number; payload: unknown }>;
+  /** Queued until the device's C2D link has credit. */
+  sendCloudToDevice(hubHostName: string, deviceId: string, message: CloudToDeviceMessage): void;
+  /** Newest last, bounded buffer. */
+  recentTelemetry(hubHostName: string, deviceId?: string, limit?: number): TelemetryRecord[];
+  isConnected(hubHostName: string, deviceId: string): boolean;
+  /** Open AMQP connections (tests assert "one connection per device"). */
+  connectionCount(): number;
+}
+
+export type FaultLink = "telemetry" | "twin" | "c2d" | "methods";
+
+/** Emulator-only fault injection, for tests. */
+export interface HubFaults {
+  /** Socket destroyed. */
+  dropConnection(hubHostName: string, deviceId: string): boolean;
+  /** Link detached with an error. */
+  detachLink(hubHostName: string, deviceId: string, link: FaultLink): boolean;
+  /** Next N CBS put-token answered 401. */
+  rejectNextTokens(count: number): void;
+  /** Next N telemetry sends rejected with amqp:resource-limit-exceeded. */
+  throttleNext(count: number): void;
+  /** Telemetry dispositions delayed (0 = off). */
+  delayAcks(ms: number): void;
+}
+
+export interface Hub {
+  readonly host: string;
+  readonly port: number;
+  readonly registry: HubRegistry;
+  readonly service: HubService;
+  readonly faults: HubFaults;
+  close(): Promise<void>;
+}

@@ -1,0 +1,152 @@
+// Device configuration node: owns the one DeviceSession of a device, shared by the flow nodes that use it
+// (register/deregister, as Node-RED core's MQTT broker node). Status and events fan out from here.
+import { join } from "node:path";
+import type { NodeAPI } from "node-red";
+import {
+  DeviceSession,
+  JsonFileRegistrationStore,
+  describeError,
+  type RegistrationStore,
+  type SessionStateEvent,
+} from "../device/index.js";
+import { sessionConfigOf, type DeviceCredentials, type DeviceNodeDef } from "./shared/device-config.js";
+import type { DeviceConfigNode, DeviceUser } from "./shared/device-user.js";
+import type { DpsConfigNode } from "./shared/dps-config.js";
+import { translate } from "./shared/messages.js";
+import { statusFor } from "./shared/status.js";
+import type { TpmConfigNode } from "./shared/tpm-config.js";
+
+type DeviceNode = DeviceConfigNode & { credentials: DeviceCredentials };
+
+export = function register(RED: NodeAPI): void {
+  // One registration cache per runtime, so DPS results survive restarts without two writers on one file.
+  let registrationStore: RegistrationStore | undefined;
+  const sharedStore = (): RegistrationStore | undefined => {
+    const userDir = (RED.settings as { userDir?: string }).userDir;
+    if (!userDir) return undefined;
+    registrationStore ??= new JsonFileRegistrationStore(join(userDir, "azure-iot-registrations.json"));
+    return registrationStore;
+  };
+
+  function AzureIotDeviceNode(this: DeviceNode, def: DeviceNodeDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const users = new Set<DeviceUser>();
+    let session: DeviceSession | undefined;
+    let configError: Error | undefined;
+    let startDecision: NodeJS.Immediate | undefined;
+    let closing = false;
+
+    const statusOf = (event: SessionStateEvent) => {
+      const view = statusFor(event);
+      return {
+        fill: view.fill,
+        shape: view.shape,
+        text: translate(RED, `azure-iot.status.${view.key}`, view.params),
+      };
+    };
+
+    function createSession(): DeviceSession | undefined {
+      if (session || configError) return session;
+      try {
+        const config = sessionConfigOf(
+          def,
+          node.credentials ?? {},
+          RED.nodes.getNode(def.dps) as DpsConfigNode | undefined,
+          def.tpm ? (RED.nodes.getNode(def.tpm) as TpmConfigNode | undefined) : undefined,
+        );
+        const store = sharedStore();
+        if (store) config.options = { ...config.options, registrationStore: store };
+        session = new DeviceSession(config);
+      } catch (error) {
+        configError = error instanceof Error ? error : new Error(String(error));
+        return undefined;
+      }
+      session.on("state", (event) => {
+        for (const user of users) {
+          user.node.status(statusOf(event));
+          safely(() => user.onState?.(event));
+        }
+        if (event.state === "error" && event.error) node.warn(event.error);
+      });
+      session.on("twin", (desired) => users.forEach((user) => safely(() => user.onTwin?.(desired))));
+      session.on("desired", (patch) => users.forEach((user) => safely(() => user.onDesired?.(patch))));
+      session.on("dropped", (drop) =>
+        node.warn(
+          `telemetry outbox full (${drop.outboxSize}): ${drop.droppedTotal} message(s) dropped so far`,
+        ),
+      );
+      session.on("warning", (error) => node.debug(describeError(error)));
+      return session;
+    }
+
+    function safely(action: () => void): void {
+      try {
+        action();
+      } catch (error) {
+        node.error(`a flow node failed handling a device event: ${describeError(error)}`);
+      }
+    }
+
+    // Decide once all nodes of the deploy registered: provision nodes decide whether to connect on deploy;
+    // without any provision node, the telemetry and twin nodes need the connection.
+    function decideStart(): void {
+      startDecision = undefined;
+      if (closing || !session) return;
+      const provisionNodes = [...users].filter((user) => user.kind === "provision");
+      const connect =
+        provisionNodes.length === 0
+          ? users.size > 0
+          : provisionNodes.some((user) => user.connectOnDeploy !== false);
+      if (connect) session.start();
+    }
+
+    node.register = (user: DeviceUser): Error | undefined => {
+      users.add(user);
+      const current = createSession();
+      if (!current) {
+        user.node.status({ fill: "red", shape: "dot", text: translate(RED, "azure-iot.status.error") });
+        return configError;
+      }
+      user.node.status(statusOf(current.status));
+      startDecision ??= setImmediate(decideStart);
+      return undefined;
+    };
+
+    node.deregister = (user: DeviceUser): void => {
+      users.delete(user);
+    };
+
+    Object.defineProperty(node, "session", { get: () => session });
+    node.statusText = (key, params) => translate(RED, `azure-iot.status.${key}`, params);
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      closing = true;
+      if (startDecision) clearImmediate(startDecision);
+      const current = session;
+      session = undefined;
+      if (!current) return done();
+      current.close().then(
+        () => done(),
+        (error: unknown) => {
+          node.warn(`closing the device session: ${describeError(error)}`);
+          done();
+        },
+      );
+    });
+  }
+
+  RED.nodes.registerType<DeviceNode, DeviceNodeDef, unknown, DeviceCredentials>(
+    "azure-iot-device",
+    AzureIotDeviceNode,
+    {
+      credentials: {
+        symmetricKey: { type: "password" },
+        groupKey: { type: "password" },
+        certPem: { type: "text" },
+        keyPem: { type: "password" },
+        passphrase: { type: "password" },
+      },
+    },
+  );
+};

@@ -1,0 +1,31 @@
+// What every flow node does with its device config node: find it, register, deregister on close.
+import type { Node, NodeAPI } from "node-red";
+import type { DeviceConfigNode, DeviceUser } from "./device-user.js";
+import { translate } from "./messages.js";
+
+export interface AttachedDevice {
+  device: DeviceConfigNode | undefined;
+  /** Why the node cannot work (no device selected, or an unusable configuration), for done(err). */
+  problem: Error | undefined;
+}
+
+export function attachToDevice(
+  RED: NodeAPI,
+  node: Node,
+  deviceId: string,
+  user: Omit<DeviceUser, "node">,
+): AttachedDevice {
+  const device = deviceId ? (RED.nodes.getNode(deviceId) as DeviceConfigNode | null) : null;
+  if (!device) {
+    node.status({ fill: "red", shape: "ring", text: translate(RED, "azure-iot.status.noDevice") });
+    return { device: undefined, problem: new Error("no device configuration selected") };
+  }
+  const registered: DeviceUser = { ...user, node };
+  const problem = device.register(registered);
+  if (problem) node.error(`device configuration "${device.name || device.id}": ${problem.message}`);
+  node.on("close", (_removed: boolean, done: () => void) => {
+    device.deregister(registered);
+    done();
+  });
+  return { device, problem };
+}

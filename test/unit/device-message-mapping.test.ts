@@ -1,0 +1,81 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { AmqpMessage } from "azure-iot-amqp-base";
+import { ValidationError } from "../../src/device/errors.js";
+import { COMPONENT_PROPERTY, toHubMessage } from "../../src/device/message-mapping.js";
+
+function properties(message: ReturnType<typeof toHubMessage>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < message.properties.count(); i++) {
+    const item = message.properties.getItem(i);
+    out[item.key] = String(item.value);
+  }
+  return out;
+}
+
+describe("telemetry -> azure-iot-device Message", () => {
+  it("sends an object as UTF-8 JSON with content type and encoding", () => {
+    const message = toHubMessage({ temperature: 21.5, ok: true });
+    assert.equal(message.getBytes().toString("utf8"), '{"temperature":21.5,"ok":true}');
+    assert.equal(message.contentType, "application/json");
+    assert.equal(message.contentEncoding, "utf-8");
+  });
+
+  it("sends a string as it is, utf-8, without claiming JSON", () => {
+    const message = toHubMessage("hello é");
+    assert.equal(message.getBytes().toString("utf8"), "hello é");
+    assert.equal(message.contentType, undefined);
+    assert.equal(message.contentEncoding, "utf-8");
+  });
+
+  it("sends a Buffer byte for byte, with no content type or encoding", () => {
+    const bytes = Buffer.from([0, 1, 2, 255]);
+    const message = toHubMessage(bytes);
+    assert.deepEqual(message.getBytes(), bytes);
+    assert.equal(message.contentType, undefined);
+    assert.equal(message.contentEncoding, undefined);
+  });
+
+  it("gives every message a fresh message id unless one is given", () => {
+    const a = toHubMessage("x");
+    const b = toHubMessage("x");
+    assert.match(a.messageId, /^[0-9a-f-]{36}$/);
+    assert.notEqual(a.messageId, b.messageId);
+    assert.equal(toHubMessage("x", { messageId: "m-1" }).messageId, "m-1");
+  });
+
+  it("maps ids, content settings and application properties (as strings)", () => {
+    const message = toHubMessage(
+      { a: 1 },
+      {
+        messageId: "m-7",
+        correlationId: "c-7",
+        contentType: "application/vnd.acme+json",
+        contentEncoding: "utf-16",
+        properties: { unit: "C", count: 3, alarm: false },
+      },
+    );
+    assert.equal(message.correlationId, "c-7");
+    assert.equal(message.contentType, "application/vnd.acme+json");
+    assert.equal(message.contentEncoding, "utf-16");
+    assert.deepEqual(properties(message), { unit: "C", count: "3", alarm: "false" });
+  });
+
+  it("puts the Plug and Play component where the AMQP transport makes it the dt-subject annotation", () => {
+    const message = toHubMessage({ t: 1 }, { component: "thermostat1" });
+    const amqp = AmqpMessage.fromMessage(message);
+    assert.equal(amqp.message_annotations?.["dt-subject"], "thermostat1");
+    assert.equal(amqp.application_properties?.[COMPONENT_PROPERTY], undefined);
+  });
+
+  it("refuses what IoT Hub would refuse, before sending", () => {
+    assert.throws(() => toHubMessage(Buffer.alloc(256 * 1024 + 1)), ValidationError);
+    assert.throws(() => toHubMessage("x", { messageId: "bad id" }), ValidationError);
+    assert.throws(() => toHubMessage("x", { properties: { [COMPONENT_PROPERTY]: "c" } }), /reserved/);
+    assert.throws(
+      () => toHubMessage("x", { properties: { nested: { a: 1 } as never } }),
+      /string, number or boolean/,
+    );
+    assert.throws(() => toHubMessage("x", { properties: { "": "v" } }), /empty/);
+  });
+});

@@ -1,0 +1,506 @@
+// The session's loop, outbox and twin logic against a fake DPS and hub (no SDK, no network): what it does
+// on drops, refusals, timeouts and stop.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { errors } from "azure-iot-common";
+import type { Message } from "azure-iot-device";
+import {
+  DeviceSession,
+  MemoryRegistrationStore,
+  OperationTimeoutError,
+  OutboxOverflowError,
+  SessionStoppedError,
+  type DeviceSessionConfig,
+  type DeviceSessionOptions,
+  type HubLink,
+  type SessionDependencies,
+  type SessionState,
+  type SessionStateEvent,
+  type TwinDocument,
+} from "../../src/device/index.js";
+
+const WAIT_MS = 5_000;
+
+class FakeLink extends EventEmitter implements HubLink {
+  sent: string[] = [];
+  closed = false;
+  twin: TwinDocument = { desired: { $version: 1 }, reported: { $version: 1 } };
+  /** What sendEvent does; default: accept. */
+  onSend: (message: Message) => Promise<void> = () => Promise.resolve();
+  answerTwin = true;
+  subscribeError: Error | undefined;
+
+  sendEvent(message: Message): Promise<void> {
+    return this.onSend(message).then(() => {
+      this.sent.push(message.messageId);
+    });
+  }
+  enableDesiredUpdates(): Promise<void> {
+    return this.subscribeError ? Promise.reject(this.subscribeError) : Promise.resolve();
+  }
+  getTwin(): Promise<TwinDocument> {
+    return this.answerTwin ? Promise.resolve(structuredClone(this.twin)) : new Promise(() => undefined);
+  }
+  updateReported(patch: Record<string, unknown>): Promise<void> {
+    if (!this.answerTwin) return new Promise(() => undefined);
+    this.twin.reported = {
+      ...this.twin.reported,
+      ...patch,
+      $version: (this.twin.reported.$version as number) + 1,
+    };
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    this.removeAllListeners();
+    return Promise.resolve();
+  }
+  drop(error: Error = new errors.NotConnectedError("socket closed")): void {
+    this.emit("disconnect", error);
+  }
+}
+
+class FakeWorld implements SessionDependencies {
+  provisions = 0;
+  links: FakeLink[] = [];
+  /** Errors the next provision/connect calls throw, in order. */
+  provisionFailures: Error[] = [];
+  connectFailures: Error[] = [];
+  nextLink: () => FakeLink = () => new FakeLink();
+  disposed = false;
+
+  registrationIdFailures: Error[] = [];
+
+  registrationId(): Promise<string> {
+    const failure = this.registrationIdFailures.shift();
+    return failure ? Promise.reject(failure) : Promise.resolve("dev-1");
+  }
+  provision(): Promise<{ registrationId: string; assignedHub: string; deviceId: string }> {
+    this.provisions += 1;
+    const failure = this.provisionFailures.shift();
+    if (failure) return Promise.reject(failure);
+    return Promise.resolve({
+      registrationId: "dev-1",
+      assignedHub: `hub-${this.provisions}.example`,
+      deviceId: "dev-1",
+    });
+  }
+  connect(): Promise<HubLink> {
+    const failure = this.connectFailures.shift();
+    if (failure) return Promise.reject(failure);
+    const link = this.nextLink();
+    this.links.push(link);
+    return Promise.resolve(link);
+  }
+  dispose(): Promise<void> {
+    this.disposed = true;
+    return Promise.resolve();
+  }
+  get current(): FakeLink {
+    return this.links[this.links.length - 1];
+  }
+}
+
+const config: DeviceSessionConfig = {
+  dps: { idScope: "0ne00012345", globalEndpoint: "dps.example" },
+  attestation: {
+    kind: "symmetricKey",
+    registrationId: "dev-1",
+    key: Buffer.from("k".repeat(32)).toString("base64"),
+  },
+};
+
+function makeSession(world: FakeWorld, options: DeviceSessionOptions = {}) {
+  const session = new DeviceSession(
+    {
+      ...config,
+      options: { backoff: { delayMs: () => 10 }, twinTimeoutMs: 300, telemetryAckTimeoutMs: 300, ...options },
+    },
+    world,
+  );
+  const states: SessionStateEvent[] = [];
+  session.on("state", (event) => states.push(event));
+  return { session, states, names: () => states.map((s) => s.state) };
+}
+
+function waitForState(session: DeviceSession, state: SessionState, after = 0): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = 0;
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${state}`)), WAIT_MS);
+    const onState = (event: SessionStateEvent) => {
+      if (event.state !== state || seen++ < after) return;
+      clearTimeout(timer);
+      session.off("state", onState);
+      resolve();
+    };
+    session.on("state", onState);
+  });
+}
+
+describe("device session logic", () => {
+  it("queues telemetry before start and sends it in order once connected", async () => {
+    const world = new FakeWorld();
+    const { session, names } = makeSession(world);
+    const sends = ["a", "b", "c"].map((id) => session.sendTelemetry(id, { messageId: id }));
+    assert.equal(session.outboxSize, 3);
+    session.start();
+    await Promise.all(sends);
+    assert.deepEqual(world.current.sent, ["a", "b", "c"]);
+    assert.deepEqual(names(), ["provisioning", "provisioned", "connecting", "connected"]);
+    await session.close();
+  });
+
+  it("state events carry registration id, device id and hub, and never the key", async () => {
+    const world = new FakeWorld();
+    const { session, states } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const connected = states.at(-1)!;
+    assert.deepEqual(connected, {
+      state: "connected",
+      registrationId: "dev-1",
+      deviceId: "dev-1",
+      hub: "hub-1.example",
+    });
+    const key =
+      config.attestation.kind === "symmetricKey" && "key" in config.attestation ? config.attestation.key : "";
+    assert.ok(!JSON.stringify(states).includes(key));
+    await session.close();
+  });
+
+  it("reconnects after a drop without provisioning again, fetches the twin again and drops stale patches", async () => {
+    const world = new FakeWorld();
+    const { session, names } = makeSession(world);
+    const twins: Array<Record<string, unknown>> = [];
+    const desired: Array<Record<string, unknown>> = [];
+    session.on("twin", (doc) => twins.push(doc));
+    session.on("desired", (patch) => desired.push(patch));
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    first.emit("desired", { $version: 2, fan: "on" });
+    first.emit("desired", { $version: 2, fan: "on" });
+
+    world.nextLink = () => {
+      const link = new FakeLink();
+      link.twin.desired = { $version: 5, fan: "off" };
+      return link;
+    };
+    first.drop();
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 1);
+    assert.ok(first.closed, "the old link was closed");
+    assert.deepEqual(names().slice(4), ["disconnected", "retrying", "connecting", "connected"]);
+    assert.deepEqual(
+      twins.map((t) => t.$version),
+      [1, 5],
+    );
+    world.current.emit("desired", { $version: 4, fan: "stale" });
+    world.current.emit("desired", { $version: 6, fan: "auto" });
+    first.emit("desired", { $version: 7, fan: "from-old-link" });
+    assert.deepEqual(
+      desired.map((p) => p.fan),
+      ["on", "auto"],
+    );
+    await session.close();
+  });
+
+  it("message sent while the link fails is kept and sent after the reconnect, in order", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    let attemptsOnFirst = 0;
+    first.onSend = () => {
+      attemptsOnFirst += 1;
+      return Promise.reject(new errors.NotConnectedError("link detached"));
+    };
+    const sends = ["m1", "m2"].map((id) => session.sendTelemetry(id, { messageId: id }));
+    await waitForState(session, "connected");
+    await Promise.all(sends);
+    assert.deepEqual(first.sent, []);
+    assert.equal(attemptsOnFirst, 1, "nothing more goes to a link that failed");
+    assert.deepEqual(world.current.sent, ["m1", "m2"]);
+    await session.close();
+  });
+
+  it("a message the hub refuses for good is rejected and the next one still goes", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    world.current.onSend = (message) =>
+      message.messageId === "big"
+        ? Promise.reject(new errors.MessageTooLargeError("too big"))
+        : Promise.resolve();
+    await assert.rejects(session.sendTelemetry("x", { messageId: "big" }), /MessageTooLargeError/);
+    await session.sendTelemetry("y", { messageId: "small" });
+    assert.deepEqual(world.current.sent, ["small"]);
+    assert.equal(world.links.length, 1);
+    await session.close();
+  });
+
+  it("an ack that never comes times out the message and reconnects", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryAckTimeoutMs: 50 });
+    session.start();
+    await waitForState(session, "connected");
+    world.current.onSend = () => new Promise(() => undefined);
+    const reconnected = waitForState(session, "connected");
+    await assert.rejects(session.sendTelemetry("x"), OperationTimeoutError);
+    await reconnected;
+    assert.equal(world.links.length, 2);
+    await session.close();
+  });
+
+  it("a full outbox drops the oldest (reported) or refuses the newest, per policy", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { outboxCapacity: 2, outboxOverflow: "drop-oldest" });
+    const dropped: string[] = [];
+    session.on("dropped", (event) => dropped.push(`${event.messageId}/${event.droppedTotal}`));
+    const first = session.sendTelemetry("1", { messageId: "one" });
+    const later = [
+      session.sendTelemetry("2", { messageId: "two" }),
+      session.sendTelemetry("3", { messageId: "three" }),
+    ].map((send) => send.catch((error: unknown) => error));
+    await assert.rejects(first, OutboxOverflowError);
+    assert.deepEqual(dropped, ["one/1"]);
+    assert.equal(session.droppedCount, 1);
+    await session.close();
+    for (const outcome of await Promise.all(later)) assert.ok(outcome instanceof SessionStoppedError);
+
+    const strict = makeSession(new FakeWorld(), { outboxCapacity: 1, outboxOverflow: "reject-new" }).session;
+    const kept = strict.sendTelemetry("1");
+    await assert.rejects(strict.sendTelemetry("2"), /outbox is full \(1 messages\)/);
+    await strict.close();
+    await assert.rejects(kept, SessionStoppedError);
+  });
+
+  it("re-registers when the hub refuses a cached identity", async () => {
+    const world = new FakeWorld();
+    const registrationStore = new MemoryRegistrationStore();
+    await registrationStore.save({
+      registrationId: "dev-1",
+      idScope: "0ne00012345",
+      assignedHub: "old.example",
+      deviceId: "dev-1",
+    });
+    world.connectFailures.push(new errors.UnauthorizedError("device not found"));
+    const { session, names, states } = makeSession(world, { registrationStore });
+    session.start();
+    await waitForState(session, "connected");
+    assert.deepEqual(names(), [
+      "provisioned",
+      "connecting",
+      "provisioning",
+      "provisioned",
+      "connecting",
+      "connected",
+    ]);
+    assert.equal(states.at(-1)?.hub, "hub-1.example");
+    assert.equal((await registrationStore.load("dev-1", "0ne00012345"))?.assignedHub, "hub-1.example");
+    await session.close();
+  });
+
+  it("stops in error when the hub refuses an identity DPS has just assigned", async () => {
+    const world = new FakeWorld();
+    world.connectFailures.push(new errors.UnauthorizedError("nope"));
+    const { session, names, states } = makeSession(world);
+    session.start();
+    await waitForState(session, "error");
+    assert.deepEqual(names(), ["provisioning", "provisioned", "connecting", "error"]);
+    assert.match(states.at(-1)?.error ?? "", /UnauthorizedError/);
+    assert.equal(world.provisions, 1);
+    await session.close();
+  });
+
+  it("retries DPS with growing attempt numbers, then stops on a permanent refusal", async () => {
+    const world = new FakeWorld();
+    world.provisionFailures.push(
+      new errors.ServiceUnavailableError("busy"),
+      new errors.ThrottlingError("slow"),
+    );
+    world.provisionFailures.push(new errors.UnauthorizedError("enrollment disabled"));
+    const { session, states } = makeSession(world);
+    session.start();
+    await waitForState(session, "error");
+    const retries = states.filter((s) => s.state === "retrying");
+    assert.deepEqual(
+      retries.map((s) => [s.attempt, s.nextRetryMs]),
+      [
+        [1, 10],
+        [2, 10],
+      ],
+    );
+    assert.equal(world.provisions, 3);
+    await session.close();
+  });
+
+  it("reprovision() registers again while connected", async () => {
+    const world = new FakeWorld();
+    const { session, names } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    session.reprovision();
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 2);
+    assert.deepEqual(names().slice(4), ["provisioning", "provisioned", "connecting", "connected"]);
+    assert.equal(session.status.hub, "hub-2.example");
+    await session.close();
+  });
+
+  it("reportProperties resolves with each patch's reported version", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    const [a, b] = await Promise.all([
+      session.reportProperties({ x: 1 }),
+      session.reportProperties({ x: 2 }),
+    ]);
+    assert.deepEqual([a, b], [2, 3]);
+    await assert.rejects(session.reportProperties({ "bad.key": 1 }), /must not contain/);
+    await session.close();
+  });
+
+  it("a twin request the hub never answers times out and forces a reconnect", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { twinTimeoutMs: 100 });
+    session.start();
+    await waitForState(session, "connected");
+    world.current.answerTwin = false;
+    world.nextLink = () => new FakeLink();
+    const reconnected = waitForState(session, "connected");
+    await assert.rejects(session.getTwin(), OperationTimeoutError);
+    await reconnected;
+    assert.equal(world.links.length, 2);
+    await session.close();
+  });
+
+  it("stop() closes the link and the TPM side, rejects waiting work and is quick; start() works again", async () => {
+    const world = new FakeWorld();
+    const { session, names } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    world.current.onSend = () => new Promise(() => undefined);
+    world.connectFailures.push(new errors.NotConnectedError("x"));
+    const started = Date.now();
+    const pending = session.sendTelemetry("never-acked");
+    const queued = session.sendTelemetry("queued");
+    await session.stop();
+    assert.ok(Date.now() - started < 2_000);
+    assert.equal(session.state, "idle");
+    assert.ok(world.links[0].closed);
+    assert.ok(world.disposed);
+    await assert.rejects(queued, SessionStoppedError);
+    await assert.rejects(
+      pending,
+      SessionStoppedError,
+      "the send in flight is abandoned too, its timer cleared",
+    );
+    assert.equal(names().at(-1), "idle");
+
+    session.start();
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 1, "the cached registration is reused after a restart");
+    await session.close();
+    assert.throws(() => session.start(), SessionStoppedError);
+    await assert.rejects(session.sendTelemetry("late"), SessionStoppedError);
+  });
+
+  it("a throwing listener does not break the loop; it is reported as a warning", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    const warnings: Error[] = [];
+    session.on("warning", (error) => warnings.push(error));
+    session.on("twin", () => {
+      throw new Error("listener bug");
+    });
+    session.start();
+    await waitForState(session, "connected");
+    await session.sendTelemetry("still works");
+    assert.equal(warnings[0]?.message, "listener bug");
+    await session.close();
+  });
+  it("a TPM that cannot be read yet is a provisioning failure that is retried", async () => {
+    const world = new FakeWorld();
+    world.registrationIdFailures.push(Object.assign(new Error("swtpm gone"), { code: "ECONNREFUSED" }));
+    const { session, names } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    assert.deepEqual(names(), [
+      "provisioning",
+      "retrying",
+      "provisioning",
+      "provisioned",
+      "connecting",
+      "connected",
+    ]);
+    await session.close();
+  });
+
+  it("a send still pending on a dropped link does not hold up the new link", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryAckTimeoutMs: 2_000 });
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    first.onSend = () => new Promise(() => undefined);
+    const stuck = session.sendTelemetry("stuck", { messageId: "stuck" });
+    await new Promise((resolve) => setImmediate(resolve));
+    first.drop();
+    await waitForState(session, "connected");
+    await session.sendTelemetry("next", { messageId: "next" });
+    assert.deepEqual(world.current.sent, ["next"]);
+    await session.close();
+    await assert.rejects(stuck, SessionStoppedError);
+  });
+
+  it("reprovision() while connecting registers again instead of keeping the old identity", async () => {
+    const world = new FakeWorld();
+    let release: (() => void) | undefined;
+    const slowConnect = world.connect.bind(world);
+    let calls = 0;
+    world.connect = () => {
+      calls += 1;
+      if (calls > 1) return slowConnect();
+      return new Promise<HubLink>((resolve) => {
+        release = () => void slowConnect().then(resolve);
+      });
+    };
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connecting");
+    session.reprovision();
+    release?.();
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 2);
+    assert.equal(session.status.hub, "hub-2.example");
+    assert.ok(world.links[0].closed);
+    await session.close();
+  });
+  it("a twin subscription that fails right after connecting is retried from connecting", async () => {
+    const world = new FakeWorld();
+    let made = 0;
+    world.nextLink = () => {
+      const link = new FakeLink();
+      if (made++ === 0) link.subscribeError = new errors.ServiceUnavailableError("twin link refused");
+      return link;
+    };
+    const { session, names, states } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    assert.deepEqual(names(), [
+      "provisioning",
+      "provisioned",
+      "connecting",
+      "retrying",
+      "connecting",
+      "connected",
+    ]);
+    assert.match(states[3]?.error ?? "", /ServiceUnavailableError/);
+    assert.ok(world.links[0].closed);
+    await session.close();
+  });
+});
