@@ -124,7 +124,12 @@ module.exports = {
 `,
   );
   const flowFile = join(userDir, "flows.json");
-  if (!existsSync(flowFile)) {
+  // A TPM demo and a symmetric-key demo need different device nodes: lay the flow out again on a switch.
+  const modeFile = join(userDir, "attestation");
+  const mode = device.key ? "symmetricKey" : "tpm";
+  const previousMode = existsSync(modeFile) ? readFileSync(modeFile, "utf8") : undefined;
+  if (!existsSync(flowFile) || previousMode !== mode) {
+    writeFileSync(modeFile, mode);
     const flow = JSON.parse(readFileSync(join(root, "examples", "end-to-end demo.json"), "utf8"));
     const credentials = {};
     if (device.key) {
@@ -213,7 +218,7 @@ async function main() {
   );
   say("  npm run demo:desired -- telemetryInterval=2");
   say("");
-  say("Ctrl+C stops swtpm, the emulator and Node-RED.");
+  say(`Ctrl+C stops ${swtpm ? "swtpm, " : ""}the emulator and Node-RED.`);
 }
 
 main().catch((error) => {

@@ -1,12 +1,13 @@
-// Runs the test suites with node:test. Node 20's runner does not expand globs, so the files are listed here.
-// Usage: node scripts/run-tests.mjs [unit|integration|nodes|e2e ...]   (default: all)
+// Runs the test suites with node:test and ends with one line CI can read: "N passed, N failed, N skipped".
+// Node 20's runner does not expand globs, so the files are listed here.
+// Usage: node scripts/run-tests.mjs [unit|nodes|integration|e2e ...]   (default: all)
 import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const suites = process.argv.slice(2);
-const wanted = suites.length > 0 ? suites : ["unit", "integration", "nodes", "e2e"];
+const wanted = suites.length > 0 ? suites : ["unit", "nodes", "integration", "e2e"];
 
 function testFiles(dir) {
   let found = [];
@@ -39,10 +40,25 @@ const args = [
   "--test-force-exit",
   "--test-timeout=180000",
   "--test-reporter=spec",
-  "--test-reporter-destination=stdout",
-  "--test-reporter=./scripts/summary-reporter.mjs",
-  "--test-reporter-destination=stdout",
   ...files,
 ];
-const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit" });
-child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 1)));
+const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+
+// The spec reporter closes with "ℹ pass N" / "ℹ fail N" / "ℹ skipped N" / "ℹ cancelled N"; keep them.
+const totals = { pass: 0, fail: 0, skipped: 0, cancelled: 0 };
+let pending = "";
+child.stdout.on("data", (chunk) => {
+  process.stdout.write(chunk);
+  pending += chunk.toString();
+  const lines = pending.split("\n");
+  pending = lines.pop() ?? "";
+  for (const line of lines) {
+    const match = /^ℹ (pass|fail|skipped|cancelled) (\d+)$/.exec(line.trim());
+    if (match) totals[match[1]] = Number(match[2]);
+  }
+});
+child.on("exit", (code, signal) => {
+  const failed = totals.fail + totals.cancelled;
+  process.stdout.write(`\n${totals.pass} passed, ${failed} failed, ${totals.skipped} skipped\n`);
+  process.exit(signal ? 1 : (code ?? 1));
+});

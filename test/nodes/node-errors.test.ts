@@ -30,7 +30,7 @@ const dps: FlowNode = {
 function flowWith(nodes: FlowNode[], deviceOverrides: Record<string, unknown> = {}): FlowNode[] {
   return [
     { id: "tab", type: "tab" },
-    dps,
+    { ...dps },
     {
       id: "device",
       type: "azure-iot-device",
@@ -83,6 +83,18 @@ describe("node errors reach a Catch node", () => {
     const caught = nextMessage<CaughtMessage>("caught");
     getNode("twin").receive({ payload: { firmware: "1.0" } });
     assert.match((await caught).error.message, /DPS payload is not valid JSON/);
+  });
+
+  it("a malformed ID scope is reported with what an ID scope looks like", async () => {
+    const flow = flowWith([{ id: "telemetry", type: "azure-iot-telemetry", device: "device", wires: [] }]);
+    Object.assign(
+      flow.find((n) => n.id === "dps")!,
+      { idScope: "my-scope" },
+    );
+    await loadFlow(flow, { device: { symmetricKey: Buffer.alloc(32, 1).toString("base64") } });
+    const caught = nextMessage<CaughtMessage>("caught");
+    getNode("telemetry").receive({ payload: 1 });
+    assert.match((await caught).error.message, /0ne/);
   });
 
   it("a flow node without a device configuration says so", async () => {
