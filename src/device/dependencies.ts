@@ -3,7 +3,7 @@
 import { TpmSecurityClient } from "../tpm/security-client.js";
 import { DEFAULT_GLOBAL_ENDPOINT, DEFAULTS, type DeviceSessionConfig } from "./config.js";
 import { ConfigurationError } from "./errors.js";
-import { deriveDeviceKey } from "./group-key.js";
+import { deriveDeviceKey } from "../common/group-key.js";
 import { HubConnection, type HubCredentials, type HubIdentity, type HubLink } from "./hub-connection.js";
 import {
   provisionDevice,

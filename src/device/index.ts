@@ -56,7 +56,7 @@ export {
   type TelemetryOptions,
   type TelemetryPayload,
 } from "./message-mapping.js";
-export { deriveDeviceKey } from "./group-key.js";
+export { deriveDeviceKey } from "../common/group-key.js";
 export {
   MemoryRegistrationStore,
   JsonFileRegistrationStore,

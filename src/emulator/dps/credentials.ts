@@ -1,7 +1,7 @@
 // Checks of what a device presents to DPS: SAS tokens (symmetric key, TPM identity key) and X.509 client
 // certificate chains. Every failure is a 401 whose message names the reason but never a key or token.
 import { createHash, X509Certificate } from "node:crypto";
-import { hmacSha256, parseSasToken, sasSignatureMatches } from "../../common/sas.js";
+import { parseSasToken, sasSignatureMatches } from "../../common/sas.js";
 import { unauthorized, type DpsError } from "./errors.js";
 
 /** skn DPS devices use for registration tokens (dps-protocol.md §6.1/§6.2). */
@@ -36,12 +36,7 @@ export function verifyRegistrationToken(
   return { ok: true, value: index };
 }
 
-/** Group enrollment device key: HMAC-SHA256(groupKey, registrationId), base64 (dps-protocol.md §6.4). */
-export function deriveDeviceKey(groupKeyBase64: string, registrationId: string): string {
-  return hmacSha256(Buffer.from(groupKeyBase64, "base64"), Buffer.from(registrationId, "utf8")).toString(
-    "base64",
-  );
-}
+export { deriveDeviceKey } from "../../common/group-key.js";
 
 /** Reads a certificate given as PEM or as base64 DER (both are accepted by the service API). */
 export function parseCertificate(text: string): X509Certificate {
