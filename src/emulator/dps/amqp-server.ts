@@ -1,7 +1,6 @@
 // DPS over AMQP 1.0 (amqps): SASL PLAIN / TPM / none (X.509), the register and operation-status requests on
 // the "{idScope}/registrations/{registrationId}" links, answers as data-section JSON with the request's
 // correlation id (dps-protocol.md §3).
-import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import {
@@ -25,7 +24,7 @@ import { AmqpFrameGuard } from "./amqp-frame-guard.js";
 import { DpsError } from "./errors.js";
 import type { DeviceIdentity, RegistrationService } from "./registration-service.js";
 import type { DpsTls, Listener } from "./listener.js";
-import { peerChain, trackSockets } from "./listener.js";
+import { listen, peerChain } from "./listener.js";
 
 // dps-protocol.md §3.4
 const OPERATION_TYPE = "iotdps-operation-type";
@@ -210,25 +209,8 @@ export async function startAmqpServer(options: {
     },
     (socket) => acceptStream(socket, socket),
   );
-  server.on("tlsClientError", () => undefined);
-  server.on("error", (error: Error) => log(`AMQP listener error: ${error.message}`));
-  const closeSockets = trackSockets(server, "connection");
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    acceptStream,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        closeSockets();
-      }),
-  };
+  const listener = await listen(server, options.host, options.port, "AMQP", log);
+  return { ...listener, acceptStream };
 }
 
 /** True once the SASL exchange ended with a refusal (sasl-outcome code other than ok, AMQP 1.0 §5.3.3.6). */

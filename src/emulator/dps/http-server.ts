@@ -5,11 +5,10 @@
 // SRK is answered 401 + authenticationKey (activation blob); the device then signs its SAS with the TPM.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
-import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { DPS_ERROR, DpsError, unauthorized } from "./errors.js";
-import { peerChain, trackSockets, type DpsTls, type Listener } from "./listener.js";
+import { listen, peerChain, type DpsTls, type Listener } from "./listener.js";
 import type { DeviceIdentity, RegistrationService } from "./registration-service.js";
 import { acceptWebSocket } from "./websocket.js";
 
@@ -174,24 +173,7 @@ export async function startHttpServer(options: {
     const accepted = acceptWebSocket(req, tlsSocket, head, protocols);
     if (accepted) handlers[accepted.protocol as WebSocketProtocol]!(accepted.stream, tlsSocket);
   });
-  server.on("tlsClientError", () => undefined);
-  server.on("error", (error: Error) => log(`HTTPS listener error: ${error.message}`));
-  const closeSockets = trackSockets(server, "connection");
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        closeSockets();
-      }),
-  };
+  return listen(server, options.host, options.port, "HTTPS", log);
 }
 
 function rememberSession(sessions: Map<string, TpmSession>, key: string, session: TpmSession): void {

@@ -1,7 +1,7 @@
 // What the three DPS front ends share: TLS material, the listener handle, client certificate chains and
 // closing every open socket when the emulator stops.
 import { X509Certificate } from "node:crypto";
-import type { Server } from "node:net";
+import type { AddressInfo, Server } from "node:net";
 import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from "node:tls";
 
 export interface DpsTls {
@@ -50,5 +50,36 @@ export function trackSockets(server: Server, event: "connection" | "secureConnec
   return () => {
     for (const socket of sockets) socket.destroy();
     sockets.clear();
+  };
+}
+
+/**
+ * Listens on host:port and returns the Listener: errors after start-up are logged, a TLS handshake a client
+ * breaks off is ignored, and close() also ends the sockets still open.
+ */
+export async function listen(
+  server: Server,
+  host: string,
+  port: number,
+  label: string,
+  log: (line: string) => void,
+): Promise<Listener> {
+  server.on("tlsClientError", () => undefined);
+  server.on("error", (error: Error) => log(`${label} listener error: ${error.message}`));
+  const closeSockets = trackSockets(server, "connection");
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        closeSockets();
+      }),
   };
 }

@@ -4,12 +4,11 @@
 //   PUBLISH  $dps/registrations/PUT/iotdps-register/?$rid={rid}
 //            $dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={id}
 //   answers  $dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]
-import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer, type TLSSocket } from "node:tls";
 import { generate, parser as createParser, type Packet } from "mqtt-packet";
 import { DPS_ERROR, DpsError } from "./errors.js";
-import { peerChain, trackSockets, type DpsTls, type Listener } from "./listener.js";
+import { listen, peerChain, type DpsTls, type Listener } from "./listener.js";
 import type { DeviceIdentity, RegistrationService } from "./registration-service.js";
 
 const USERNAME = /^([^/]+)\/registrations\/([^/]+)\/(.*)$/;
@@ -47,24 +46,7 @@ export async function startMqttServer(options: {
     },
     (socket) => serveMqttStream(socket, socket, options.service, options.log),
   );
-  server.on("tlsClientError", () => undefined);
-  server.on("error", (error: Error) => options.log(`MQTT listener error: ${error.message}`));
-  const closeSockets = trackSockets(server, "connection");
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        closeSockets();
-      }),
-  };
+  return listen(server, options.host, options.port, "MQTT", options.log);
 }
 
 /** Serves one MQTT byte stream: the TLS socket itself, or a WebSocket (MqttWs) carried inside it. */
