@@ -219,9 +219,12 @@ describe("IoT Hub emulator faults and limits", () => {
       status: 403,
       errorCode: "DeviceMaximumQueueDepthExceeded",
     });
-    assert.throws(() => hub.service.sendCloudToDevice(HUB, "drop-1", { body: Buffer.alloc(64 * 1024 + 1) }), {
-      status: 413,
-    });
+    assert.throws(
+      () => hub.service.sendCloudToDevice(HUB, "c2d-offline", { body: Buffer.alloc(64 * 1024 + 1) }),
+      {
+        status: 413,
+      },
+    );
     assert.throws(() => hub.service.sendCloudToDevice(HUB, "nobody", { body: "x" }), { status: 404 });
   });
 

@@ -119,8 +119,12 @@ class RawAmqpClient {
   }
 
   close(): void {
-    const socket = (this.connection as unknown as { socket?: { destroy(): void } }).socket;
-    socket?.destroy();
+    // abort_socket stops rhea's heartbeat timer too (the hub asks for heartbeats), so the test process can exit.
+    const internals = this.connection as unknown as {
+      socket?: unknown;
+      abort_socket?(socket: unknown): void;
+    };
+    if (internals.socket) internals.abort_socket?.(internals.socket);
   }
 }
 

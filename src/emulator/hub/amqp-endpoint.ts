@@ -1166,8 +1166,16 @@ function amqpMessage(fields: Record<string, unknown>): Message {
 }
 
 function destroySocket(connection: Connection): void {
-  const socket = (connection as unknown as { socket?: { destroy(): void } }).socket;
-  socket?.destroy();
+  // rhea's abort_socket also stops its heartbeat timers and reports 'disconnected'; a bare destroy() would
+  // leave the connection "open" inside rhea with a 480 s idle timer keeping the process alive.
+  const internals = connection as unknown as {
+    socket?: { destroy(): void };
+    abort_socket?(socket: unknown): void;
+  };
+  const socket = internals.socket;
+  if (!socket) return;
+  if (typeof internals.abort_socket === "function") internals.abort_socket(socket);
+  else socket.destroy();
 }
 
 function closeLink(link: Sender | Receiver, error: AmqpError): void {
