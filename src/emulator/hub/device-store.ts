@@ -93,6 +93,11 @@ export class DeviceStore {
     return stored ? cloneJson(stored.record) : undefined;
   }
 
+  /** Like get(), but a missing device is a 404 DeviceNotFound service error. */
+  getOrThrow(hubHostName: string, deviceId: string): HubDeviceRecord {
+    return cloneJson(this.require(hubHostName, deviceId).record);
+  }
+
   generationId(hubHostName: string, deviceId: string): string | undefined {
     return this.devices.get(deviceKey(hubHostName, deviceId))?.generationId;
   }

@@ -1,0 +1,182 @@
+// Direct methods: the service's invokeMethod sends a request on the device's method receiver link and waits for
+// the response on its method sender link (hub-amqp-protocol.md §5.2; iot-hub-devguide-direct-methods.md).
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { string_to_uuid, type Message } from "rhea";
+import { bodyBytes, dataSection, messageIdText } from "./amqp-body.js";
+import { amqpMessage } from "./amqp-wire.js";
+import type { DeviceConnections } from "./device-connections.js";
+import { deviceKey, type DeviceStore } from "./device-store.js";
+import { HubServiceError } from "./errors.js";
+import { sendOnLink, type LinkState } from "./link-state.js";
+import type { TimerSet } from "./timer-set.js";
+import type { HubDeviceRecord, MethodRequest } from "./types.js";
+
+/** Direct method limits (iot-hub-devguide-direct-methods.md). */
+const MethodLimits = {
+  defaultResponseTimeoutS: 30,
+  minResponseTimeoutS: 5,
+  maxResponseTimeoutS: 300,
+  maxConnectTimeoutS: 300,
+  maxPayloadBytes: 128 * 1024,
+} as const;
+
+interface PendingMethod {
+  hubHostName: string;
+  deviceId: string;
+  resolve(result: { status: number; payload: unknown }): void;
+  reject(error: HubServiceError): void;
+  timer: NodeJS.Timeout;
+}
+
+export class MethodInvoker {
+  private readonly pendingMethods = new Map<string, PendingMethod>();
+  /** Wakes invokeMethod calls that wait for a device's method link (connectTimeoutInSeconds). */
+  private readonly methodLinkAttached = new EventEmitter();
+  private closing = false;
+
+  constructor(
+    private readonly store: DeviceStore,
+    private readonly connections: DeviceConnections,
+    private readonly timers: TimerSet,
+  ) {
+    this.methodLinkAttached.setMaxListeners(0);
+  }
+
+  async invokeMethod(
+    hubHostName: string,
+    deviceId: string,
+    request: MethodRequest,
+  ): Promise<{ status: number; payload: unknown }> {
+    const device = this.store.getOrThrow(hubHostName, deviceId);
+    const responseTimeoutS = request.responseTimeoutInSeconds ?? MethodLimits.defaultResponseTimeoutS;
+    const connectTimeoutS = request.connectTimeoutInSeconds ?? 0;
+    if (typeof request.methodName !== "string" || request.methodName.length === 0) {
+      throw new HubServiceError(400, "ArgumentInvalid", "methodName is required.");
+    }
+    if (!(
+      responseTimeoutS >= MethodLimits.minResponseTimeoutS &&
+      responseTimeoutS <= MethodLimits.maxResponseTimeoutS
+    )) {
+      throw new HubServiceError(
+        400,
+        "ArgumentInvalid",
+        `responseTimeoutInSeconds must be between ${MethodLimits.minResponseTimeoutS} and ${MethodLimits.maxResponseTimeoutS}.`,
+      );
+    }
+    if (!(connectTimeoutS >= 0 && connectTimeoutS <= MethodLimits.maxConnectTimeoutS)) {
+      throw new HubServiceError(400, "ArgumentInvalid", `connectTimeoutInSeconds must be between 0 and 300.`);
+    }
+    const payload = Buffer.from(JSON.stringify(request.payload ?? null));
+    if (payload.length > MethodLimits.maxPayloadBytes) {
+      throw new HubServiceError(
+        413,
+        "MessageTooLarge",
+        `Method payload exceeds ${MethodLimits.maxPayloadBytes} bytes.`,
+      );
+    }
+    const link =
+      this.methodRequestLink(device.hubHostName, deviceId) ??
+      (await this.waitForMethodLink(device, connectTimeoutS));
+    if (!link) {
+      throw new HubServiceError(
+        404,
+        "DeviceNotOnline",
+        `Device ${deviceId} is not online for direct methods.`,
+      );
+    }
+    const correlationId = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingMethods.delete(correlationId);
+        reject(
+          new HubServiceError(
+            504,
+            "GatewayTimeout",
+            `Timed out waiting for the response from device ${deviceId}.`,
+          ),
+        );
+      }, responseTimeoutS * 1000);
+      this.pendingMethods.set(correlationId, {
+        hubHostName: device.hubHostName,
+        deviceId,
+        resolve,
+        reject,
+        timer,
+      });
+      // The service sends an AMQP uuid correlation id (0x98), §5.2.
+      sendOnLink(
+        link,
+        amqpMessage({
+          correlation_id: string_to_uuid(correlationId),
+          application_properties: { "IoThub-methodname": request.methodName },
+          body: dataSection(payload),
+        }),
+      );
+    });
+  }
+
+  /** A device attached its method receiver link. */
+  linkAttached(hubHostName: string, deviceId: string): void {
+    this.methodLinkAttached.emit(deviceKey(hubHostName, deviceId));
+  }
+
+  /** The hub is closing: pending invocations fail, and those waiting for a link stop waiting. */
+  close(): void {
+    this.closing = true;
+    for (const pending of this.pendingMethods.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(new HubServiceError(503, "ServiceUnavailable", "The hub is shutting down."));
+    }
+    this.pendingMethods.clear();
+    this.methodLinkAttached.emit("closing");
+  }
+
+  private methodRequestLink(hubHostName: string, deviceId: string): LinkState | undefined {
+    for (const [state] of this.connections.authorizationsOf(hubHostName, deviceId)) {
+      for (const link of state.links.values()) {
+        if (link.role === "method-request" && link.deviceId === deviceId && link.link.is_open()) return link;
+      }
+    }
+    return undefined;
+  }
+
+  private waitForMethodLink(device: HubDeviceRecord, timeoutS: number): Promise<LinkState | undefined> {
+    if (timeoutS <= 0 || this.closing) return Promise.resolve(undefined);
+    const key = deviceKey(device.hubHostName, device.deviceId);
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        this.methodLinkAttached.off(key, finish);
+        this.methodLinkAttached.off("closing", finish);
+        this.timers.clear(timer);
+        resolve(this.methodRequestLink(device.hubHostName, device.deviceId));
+      };
+      const timer = this.timers.set(finish, timeoutS * 1000);
+      this.methodLinkAttached.on(key, finish);
+      this.methodLinkAttached.on("closing", finish);
+    });
+  }
+
+  /** The device answered on its method sender link. */
+  onMethodResponse(message: Message): void {
+    const correlationId = messageIdText(message.correlation_id);
+    const pending = correlationId !== undefined ? this.pendingMethods.get(correlationId) : undefined;
+    if (!correlationId || !pending) return;
+    this.pendingMethods.delete(correlationId);
+    clearTimeout(pending.timer);
+    const statusValue = (message.application_properties as Record<string, unknown> | undefined)?.[
+      "IoThub-status"
+    ];
+    const status = typeof statusValue === "number" ? statusValue : Number(statusValue);
+    const text = bodyBytes(message.body).toString("utf8");
+    let payload: unknown = null;
+    if (text.length > 0) {
+      try {
+        payload = JSON.parse(text) as unknown;
+      } catch {
+        payload = text;
+      }
+    }
+    pending.resolve({ status: Number.isFinite(status) ? status : 500, payload });
+  }
+}
