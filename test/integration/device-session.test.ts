@@ -16,6 +16,7 @@ import {
   deriveDeviceKey,
   type BackoffPolicy,
   type DeviceSessionConfig,
+  type DpsConfig,
   type SessionState,
   type SessionStateEvent,
 } from "../../src/device/index.js";
@@ -78,17 +79,22 @@ describe("device session against the emulator", () => {
     return key;
   }
 
+  /** The emulator's DPS over `transport`, trusting its CA. */
+  function emulatorDps(transport: "amqp" | "https" | "mqtt"): DpsConfig {
+    return {
+      globalEndpoint: emulator.endpoints.dps[transport],
+      idScope: emulator.idScope,
+      transport,
+      ca: emulator.caPem,
+    };
+  }
+
   function sessionFor(
     attestation: DeviceSessionConfig["attestation"],
     extra: Partial<DeviceSessionConfig> = {},
   ) {
     const session = new DeviceSession({
-      dps: {
-        globalEndpoint: emulator.endpoints.dps.amqp,
-        idScope: emulator.idScope,
-        transport: "amqp",
-        ca: emulator.caPem,
-      },
+      dps: emulatorDps("amqp"),
       attestation,
       ...extra,
       options: {
@@ -99,6 +105,15 @@ describe("device session against the emulator", () => {
       },
     });
     sessions.push(session);
+    return session;
+  }
+
+  /** An individually enrolled symmetric-key device's session, started and connected (over AMQP). */
+  async function connectedSymmetricKeySession(registrationId: string): Promise<DeviceSession> {
+    const key = enrolIndividual(registrationId);
+    const session = sessionFor({ kind: "symmetricKey", registrationId, key });
+    session.start();
+    await waitForState(session, "connected");
     return session;
   }
 
@@ -144,10 +159,7 @@ describe("device session against the emulator", () => {
 
   it("after the hub drops the connection it reconnects without registering again and emits desired changes made offline", async () => {
     const registrationId = "session-sym-2";
-    const key = enrolIndividual(registrationId);
-    const session = sessionFor({ kind: "symmetricKey", registrationId, key });
-    session.start();
-    await waitForState(session, "connected");
+    const session = await connectedSymmetricKeySession(registrationId);
     const hub = emulator.endpoints.hub.hostName;
 
     const states: SessionState[] = [];
@@ -234,14 +246,7 @@ describe("device session against the emulator", () => {
     const key = Buffer.from("an-unenrolled-device-key-0123456789").toString("base64");
     const session = sessionFor(
       { kind: "symmetricKey", registrationId: "session-unknown", key },
-      {
-        dps: {
-          globalEndpoint: emulator.endpoints.dps.https,
-          idScope: emulator.idScope,
-          transport: "https",
-          ca: emulator.caPem,
-        },
-      },
+      { dps: emulatorDps("https") },
     );
     session.start();
     const failed = await waitForState(session, "error");
@@ -256,14 +261,7 @@ describe("device session against the emulator", () => {
       const key = enrolIndividual(registrationId);
       const session = sessionFor(
         { kind: "symmetricKey", registrationId, key },
-        {
-          dps: {
-            globalEndpoint: emulator.endpoints.dps[transport],
-            idScope: emulator.idScope,
-            transport,
-            ca: emulator.caPem,
-          },
-        },
+        { dps: emulatorDps(transport) },
       );
       session.start();
       const connected = await waitForState(session, "connected");
@@ -278,10 +276,7 @@ describe("device session against the emulator", () => {
 
   it("registers again when the hub no longer knows the cached device, then carries on", async () => {
     const registrationId = "session-sym-deleted";
-    const key = enrolIndividual(registrationId);
-    const session = sessionFor({ kind: "symmetricKey", registrationId, key });
-    session.start();
-    await waitForState(session, "connected");
+    const session = await connectedSymmetricKeySession(registrationId);
     const hub = emulator.endpoints.hub.hostName;
     const states: SessionState[] = [];
     session.on("state", (event) => states.push(event.state));
@@ -334,14 +329,7 @@ describe("device session against the emulator", () => {
       });
       const session = sessionFor(
         { kind: "x509", registrationId, cert: device.cert, key: device.key },
-        {
-          dps: {
-            globalEndpoint: emulator.endpoints.dps[transport],
-            idScope: emulator.idScope,
-            transport,
-            ca: emulator.caPem,
-          },
-        },
+        { dps: emulatorDps(transport) },
       );
       session.start();
       const connected = await waitForState(session, "connected");
@@ -352,10 +340,7 @@ describe("device session against the emulator", () => {
   }
   it("telemetry the hub refuses (quota exceeded) is rejected once; the session stays connected", async () => {
     const registrationId = "session-sym-quota";
-    const key = enrolIndividual(registrationId);
-    const session = sessionFor({ kind: "symmetricKey", registrationId, key });
-    session.start();
-    await waitForState(session, "connected");
+    const session = await connectedSymmetricKeySession(registrationId);
     const states: SessionState[] = [];
     session.on("state", (event) => states.push(event.state));
     // The emulator's telemetry fault rejects the delivery with amqp:resource-limit-exceeded.
@@ -375,10 +360,7 @@ describe("device session against the emulator", () => {
 
   it("telemetry waits through a hub ack delay shorter than the ack timeout", async () => {
     const registrationId = "session-sym-slow-acks";
-    const key = enrolIndividual(registrationId);
-    const session = sessionFor({ kind: "symmetricKey", registrationId, key });
-    session.start();
-    await waitForState(session, "connected");
+    const session = await connectedSymmetricKeySession(registrationId);
     emulator.hub.faults.delayAcks(300);
     try {
       await session.sendTelemetry("slow", { messageId: "slow-1" });

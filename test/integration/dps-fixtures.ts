@@ -1,6 +1,7 @@
 // Shared by the dps-*.test.ts files: a DPS emulator on loopback TLS with an in-memory IoT hub registry
 // stand-in, and the unmodified Azure device SDK pointed at it with the test CA trusted explicitly.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { Agent, request } from "node:https";
 import { connect as tlsConnect } from "node:tls";
@@ -31,6 +32,9 @@ import { buildSasToken, hmacSha256 } from "../../src/common/sas.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
 
 export const ID_SCOPE = "0ne00EMU001";
+
+/** A fresh random 256-bit symmetric key, base64 (what DPS and the hub take as a primary key). */
+export const newSymmetricKey = (): string => randomBytes(32).toString("base64");
 
 interface StoredDevice {
   record: DpsHubDeviceRecord;

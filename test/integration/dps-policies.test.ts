@@ -2,7 +2,6 @@
 // and malformed input, against the emulator through its real TLS listeners.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -12,6 +11,7 @@ import {
   fetchDps,
   ID_SCOPE,
   mqttConnack,
+  newSymmetricKey,
   provisionOverHttps,
   register,
   sdkEndpoint,
@@ -22,7 +22,6 @@ import {
   type TestDps,
 } from "./dps-fixtures.js";
 
-const newKey = (): string => randomBytes(32).toString("base64");
 const count = (hubs: string[]) =>
   hubs.reduce<Record<string, number>>((acc, h) => ({ ...acc, [h]: (acc[h] ?? 0) + 1 }), {});
 
@@ -43,7 +42,7 @@ describe("DPS emulator, allocation policies", () => {
   });
 
   const provisionGroup = async (groupId: string, policy: "hashed" | "geoLatency", devices: number) => {
-    const groupKey = newKey();
+    const groupKey = newSymmetricKey();
     env.store.putEnrollmentGroup({
       enrollmentGroupId: groupId,
       allocationPolicy: policy,
@@ -80,7 +79,7 @@ describe("DPS emulator, allocation policies", () => {
   });
 
   it("static allocation uses the enrollment's hub, even one that does not apply the policy", async () => {
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(
       symmetricKeyEnrollment("static-dev", key, {
         allocationPolicy: "static",
@@ -93,7 +92,7 @@ describe("DPS emulator, allocation policies", () => {
   });
 
   it("fails the registration when the enrollment names no linked hub", async () => {
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(
       symmetricKeyEnrollment("orphan-dev", key, { iotHubs: ["not-linked.local"] }),
     );
@@ -130,7 +129,7 @@ describe("DPS emulator, custom allocation webhook", () => {
   });
 
   it("sends the Azure Function request shape and applies the hub, initial twin and payload it answers", async () => {
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(
       symmetricKeyEnrollment("custom-dev", key, {
         allocationPolicy: "custom",
@@ -171,7 +170,7 @@ describe("DPS emulator, custom allocation webhook", () => {
   });
 
   it("reports a webhook failure as a failed registration with errorCode 400207", async () => {
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(
       symmetricKeyEnrollment("custom-fail", key, {
         allocationPolicy: "custom",
@@ -209,7 +208,7 @@ describe("DPS emulator, reprovisioning, persistence, throttling and malformed in
     registrationId: string,
     policy: { updateHubAssignment: boolean; migrateDeviceData: boolean },
   ) => {
-    const key = newKey();
+    const key = newSymmetricKey();
     const enrollment = symmetricKeyEnrollment(registrationId, key, {
       iotHubs: ["hub-a.local"],
       reprovisionPolicy: policy,
@@ -259,7 +258,7 @@ describe("DPS emulator, reprovisioning, persistence, throttling and malformed in
   });
 
   it("a restart keeps enrollments and registrations, and the device registers again", async () => {
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(symmetricKeyEnrollment("durable-dev", key));
     const before = await register(
       sdkEndpoint(env.dps, env.pki.caCert, "amqp"),
@@ -280,7 +279,7 @@ describe("DPS emulator, reprovisioning, persistence, throttling and malformed in
   });
 
   it("throttling: AMQP and MQTT devices retry after retry-after and succeed; HTTPS reports ThrottlingError", async () => {
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(symmetricKeyEnrollment("throttled-dev", key));
     for (const transport of ["amqp", "mqtt"] as const) {
       env.dps.faults.throttleNext(1);
@@ -354,7 +353,7 @@ describe("DPS emulator, reprovisioning, persistence, throttling and malformed in
     for (const { port, bytes } of junk) await expectClosed(port, env.pki.caCert, bytes);
     const refused = await mqttConnack(env.dps.ports.mqtt!, env.pki.caCert, "x", "not-a-dps-username");
     assert.equal(refused, 4);
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(symmetricKeyEnrollment("after-junk", key));
     for (const transport of TRANSPORTS) {
       const result = await register(
@@ -370,7 +369,7 @@ describe("DPS emulator, device payload", () => {
   it("echoes the registration payload when configured and gives the IoT Plug and Play model id to the hub", async () => {
     const env = await startTestDps({ dps: { echoDevicePayload: true } });
     try {
-      const key = newKey();
+      const key = newSymmetricKey();
       env.store.putIndividualEnrollment(symmetricKeyEnrollment("pnp-dev", key));
       const payload = { modelId: "dtmi:com:example:Thermostat;1", note: "température" };
       const result = await register(

@@ -2,13 +2,13 @@
 // MQTT: individual enrollments, group-derived keys, and the refusals DPS makes (each followed by a good device).
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { buildSasToken, hmacSha256 } from "../../src/common/sas.js";
 import { deriveDeviceKey } from "../../src/emulator/dps/index.js";
 import {
   fetchDps,
   ID_SCOPE,
   isRefusal,
+  newSymmetricKey,
   register,
   sdkEndpoint,
   startTestDps,
@@ -18,11 +18,9 @@ import {
   type TestDps,
 } from "./dps-fixtures.js";
 
-const newKey = (): string => randomBytes(32).toString("base64");
-
 describe("DPS emulator, symmetric key attestation", () => {
   let env: TestDps;
-  const groupKey = newKey();
+  const groupKey = newSymmetricKey();
 
   before(async () => {
     env = await startTestDps({ linkedHubs: [{ hostName: "hub-1.emulator.local" }] });
@@ -39,7 +37,7 @@ describe("DPS emulator, symmetric key attestation", () => {
   for (const transport of TRANSPORTS) {
     it(`provisions an individual enrollment over ${transport} and registers the device key in the hub`, async () => {
       const registrationId = `sk-ind-${transport}`;
-      const key = newKey();
+      const key = newSymmetricKey();
       env.store.putIndividualEnrollment(
         symmetricKeyEnrollment(registrationId, key, { deviceId: `dev-${transport}` }),
       );
@@ -87,13 +85,16 @@ describe("DPS emulator, symmetric key attestation", () => {
 
     it(`refuses a wrong key, an unknown registration id and a disabled enrollment over ${transport}`, async () => {
       const registrationId = `sk-neg-${transport}`;
-      const key = newKey();
+      const key = newSymmetricKey();
       env.store.putIndividualEnrollment(symmetricKeyEnrollment(registrationId, key));
       const endpoint = () => sdkEndpoint(env.dps, env.pki.caCert, transport);
 
-      await assert.rejects(register(endpoint(), symmetricKeyDevice(registrationId, newKey())), isRefusal);
       await assert.rejects(
-        register(endpoint(), symmetricKeyDevice(`nobody-${transport}`, newKey())),
+        register(endpoint(), symmetricKeyDevice(registrationId, newSymmetricKey())),
+        isRefusal,
+      );
+      await assert.rejects(
+        register(endpoint(), symmetricKeyDevice(`nobody-${transport}`, newSymmetricKey())),
         isRefusal,
       );
       // The group key itself is not a device key.
@@ -122,7 +123,7 @@ describe("DPS emulator, symmetric key attestation", () => {
 
   it("refuses expired tokens and tokens for another audience (HTTPS, where the token is sent as is)", async () => {
     const registrationId = "sk-token-checks";
-    const key = newKey();
+    const key = newSymmetricKey();
     env.store.putIndividualEnrollment(symmetricKeyEnrollment(registrationId, key));
     const sign = (data: Buffer) => hmacSha256(Buffer.from(key, "base64"), data);
     const now = Math.floor(Date.now() / 1000);

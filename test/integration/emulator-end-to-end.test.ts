@@ -9,39 +9,9 @@ import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, Message, type Twin } from "azure-iot-device";
-import { Amqp as HubAmqp } from "azure-iot-device-amqp";
-import { ProvisioningDeviceClient, type RegistrationResult } from "azure-iot-provisioning-device";
-import { Mqtt as DpsMqtt } from "azure-iot-provisioning-device-mqtt";
-import { MqttBase } from "azure-iot-mqtt-base";
-import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
 import { buildSasToken, hmacSha256 } from "../../src/common/sas.js";
-import { deriveDeviceKey } from "../../src/emulator/dps/index.js";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
-
-const WAIT_MS = 30_000;
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), WAIT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Registers with the unmodified provisioning client (callback form, which its typings describe best). */
-function registerDevice(
-  provisioning: ReturnType<typeof ProvisioningDeviceClient.create>,
-): Promise<RegistrationResult> {
-  return withTimeout(
-    new Promise<RegistrationResult>((resolve, reject) => {
-      void provisioning.register((error?: Error, result?: RegistrationResult) => {
-        if (error || !result) reject(error ?? new Error("no registration result"));
-        else resolve(result);
-      });
-    }),
-    "DPS register",
-  );
-}
+import { hubClientFor, provisionGroupDevice, withTimeout } from "../support/emulator-fixture.js";
 
 function connectionStringParts(cs: string): { host: string; keyName: string; key: string } {
   const parts = Object.fromEntries(
@@ -122,16 +92,8 @@ describe("emulator end to end with the device SDK", () => {
     assert.equal(group.status, 200, JSON.stringify(group.json));
 
     // Provision over MQTT with the emulator CA given to the transport.
-    const mqttBase = new MqttBase();
-    mqttBase.setOptions({ ca: emulator.caPem });
-    const deviceKey = deriveDeviceKey(groupKey, registrationId);
-    const provisioning = ProvisioningDeviceClient.create(
-      emulator.endpoints.dps.mqtt,
-      emulator.idScope,
-      new DpsMqtt(mqttBase),
-      new SymmetricKeySecurityClient(registrationId, deviceKey) as never,
-    );
-    const result = await registerDevice(provisioning);
+    const provisioned = await provisionGroupDevice(emulator, groupKey, registrationId);
+    const { result } = provisioned;
     assert.equal(result.assignedHub, emulator.endpoints.hub.hostName);
     assert.equal(result.deviceId, registrationId);
 
@@ -143,11 +105,7 @@ describe("emulator end to end with the device SDK", () => {
     assert.equal(registration.status, 200);
     assert.equal((registration.json as { assignedHub: string }).assignedHub, emulator.endpoints.hub.hostName);
 
-    device = Client.fromConnectionString(
-      `HostName=${result.assignedHub};DeviceId=${result.deviceId};SharedAccessKey=${deviceKey}`,
-      HubAmqp,
-    );
-    await device.setOptions({ ca: emulator.caPem });
+    device = await hubClientFor(emulator, provisioned);
     await withTimeout(device.open(), "hub open");
 
     const identity = await rest("hubService", "GET", `/devices/${registrationId}?api-version=2021-04-12`);

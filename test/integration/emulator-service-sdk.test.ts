@@ -10,17 +10,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Client, type Twin } from "azure-iot-device";
-import { Amqp as HubAmqp } from "azure-iot-device-amqp";
-import { ProvisioningDeviceClient, type RegistrationResult } from "azure-iot-provisioning-device";
-import { Mqtt as DpsMqtt } from "azure-iot-provisioning-device-mqtt";
-import { MqttBase } from "azure-iot-mqtt-base";
-import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
-import { deriveDeviceKey } from "../../src/emulator/dps/index.js";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
+import { hubClientFor, provisionGroupDevice, withTimeout } from "../support/emulator-fixture.js";
 
 /** A loopback address of its own, so other tests' listeners on 127.0.0.1 cannot collide with 443/5671. */
 const HOST = "127.0.0.77";
-const WAIT_MS = 30_000;
 const ROOT = resolve(__dirname, "../..");
 
 /** Runs one service SDK operation in a child process; its stdout is one JSON line. */
@@ -62,29 +56,6 @@ const fail = (error) => { process.stdout.write(JSON.stringify({ error: String(er
   fail(new Error("unknown op " + op));
 })().catch(fail);
 `;
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), WAIT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Registers with the unmodified provisioning client (callback form, which its typings describe best). */
-function registerDevice(
-  provisioning: ReturnType<typeof ProvisioningDeviceClient.create>,
-): Promise<RegistrationResult> {
-  return withTimeout(
-    new Promise<RegistrationResult>((resolve, reject) => {
-      void provisioning.register((error?: Error, result?: RegistrationResult) => {
-        if (error || !result) reject(error ?? new Error("no registration result"));
-        else resolve(result);
-      });
-    }),
-    "DPS register",
-  );
-}
 
 describe("official service SDK clients against the emulator (port 443)", () => {
   let dir: string;
@@ -163,22 +134,14 @@ describe("official service SDK clients against the emulator (port 443)", () => {
   it("updates a connected device's twin with Registry and invokes its method with Client", async (t) => {
     if (!emulator) return t.skip(skipReason);
     const registrationId = "sdk-device-1";
-    const deviceKey = deriveDeviceKey(Buffer.alloc(32, 5).toString("base64"), registrationId);
-    const mqttBase = new MqttBase();
-    mqttBase.setOptions({ ca: emulator.caPem });
-    const provisioning = ProvisioningDeviceClient.create(
-      emulator.endpoints.dps.mqtt,
-      emulator.idScope,
-      new DpsMqtt(mqttBase),
-      new SymmetricKeySecurityClient(registrationId, deviceKey) as never,
+    const groupKey = Buffer.alloc(32, 5).toString("base64");
+    const provisioned = await provisionGroupDevice(emulator, groupKey, registrationId);
+    assert.equal(
+      provisioned.result.assignedHub,
+      HOST,
+      "port 5671 is the default, so the hub's host name has none",
     );
-    const result = await registerDevice(provisioning);
-    assert.equal(result.assignedHub, HOST, "port 5671 is the default, so the hub's host name has none");
-    device = Client.fromConnectionString(
-      `HostName=${result.assignedHub};DeviceId=${result.deviceId};SharedAccessKey=${deviceKey}`,
-      HubAmqp,
-    );
-    await device.setOptions({ ca: emulator.caPem });
+    device = await hubClientFor(emulator, provisioned);
     await withTimeout(device.open(), "device open");
     const twin: Twin = await withTimeout<Twin>(device.getTwin(), "getTwin");
     const received = new Promise<Record<string, unknown>>((resolvePromise) => {

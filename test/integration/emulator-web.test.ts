@@ -10,26 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Script } from "node:vm";
 import { Client, Message, type Twin } from "azure-iot-device";
-import { Amqp as HubAmqp } from "azure-iot-device-amqp";
-import { ProvisioningDeviceClient, type RegistrationResult } from "azure-iot-provisioning-device";
-import { Mqtt as DpsMqtt } from "azure-iot-provisioning-device-mqtt";
-import { MqttBase } from "azure-iot-mqtt-base";
-import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
-import { deriveDeviceKey } from "../../src/emulator/dps/index.js";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
+import { hubClientFor, provisionGroupDevice, withTimeout } from "../support/emulator-fixture.js";
 import { startWebUi, WebUiHostError } from "../../src/emulator/web/index.js";
 import { PAGE_HTML } from "../../src/emulator/web/page-html.js";
 import { PAGE_SCRIPT } from "../../src/emulator/web/page-script.js";
-
-const WAIT_MS = 30_000;
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), WAIT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 interface HttpAnswer {
   status: number;
@@ -153,29 +138,7 @@ describe("emulator web page", () => {
       attestation: { type: "symmetricKey", symmetricKey: { primaryKey: groupKey, secondaryKey: groupKey } },
       initialTwin: { properties: { desired: { interval: 10 } } },
     });
-    const mqttBase = new MqttBase();
-    mqttBase.setOptions({ ca: emulator.caPem });
-    const deviceKey = deriveDeviceKey(groupKey, registrationId);
-    const provisioning = ProvisioningDeviceClient.create(
-      emulator.endpoints.dps.mqtt,
-      emulator.idScope,
-      new DpsMqtt(mqttBase),
-      new SymmetricKeySecurityClient(registrationId, deviceKey) as never,
-    );
-    const result = await withTimeout(
-      new Promise<RegistrationResult>((resolve, reject) => {
-        void provisioning.register((error?: Error, registered?: RegistrationResult) => {
-          if (error || !registered) reject(error ?? new Error("no registration result"));
-          else resolve(registered);
-        });
-      }),
-      "DPS register",
-    );
-    device = Client.fromConnectionString(
-      `HostName=${result.assignedHub};DeviceId=${result.deviceId};SharedAccessKey=${deviceKey}`,
-      HubAmqp,
-    );
-    await device.setOptions({ ca: emulator.caPem });
+    device = await hubClientFor(emulator, await provisionGroupDevice(emulator, groupKey, registrationId));
     await withTimeout(device.open(), "hub open");
     twin = await withTimeout<Twin>(device.getTwin(), "getTwin");
   });

@@ -1,46 +1,16 @@
 // How the emulated IoT Hub authenticates devices: CBS put-token with SAS checks (key, expiry, audience, device
 // status), token expiry, and X.509 client certificates; the unmodified device SDK on real TLS.
 import { randomBytes } from "node:crypto";
-import type { EventEmitter } from "node:events";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Client, Message } from "azure-iot-device";
 import { Amqp } from "azure-iot-device-amqp";
 import { buildSasToken, hmacSha256 } from "../../src/common/sas.js";
 import { startHub, type ConnectionEvent, type Hub } from "../../src/emulator/hub/index.js";
+import { HUB, hubWaits, registerSasDevice } from "../support/hub-fixture.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
 
-const HUB = "localhost";
-const WAIT_MS = 15_000;
-
-function waitForEvent<T>(
-  emitter: EventEmitter,
-  event: string,
-  accept: (value: T) => boolean,
-  timeoutMs = WAIT_MS,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onEvent = (value: T): void => {
-      if (!accept(value)) return;
-      clearTimeout(timer);
-      emitter.off(event, onEvent);
-      resolve(value);
-    };
-    const timer = setTimeout(() => {
-      emitter.off(event, onEvent);
-      reject(new Error(`timed out waiting for ${event}`));
-    }, timeoutMs);
-    emitter.on(event, onEvent);
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string, timeoutMs = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const { waitForEvent, withTimeout } = hubWaits(15_000);
 
 function isUnauthorized(error: unknown): boolean {
   assert.ok(error instanceof Error);
@@ -56,12 +26,7 @@ describe("IoT Hub emulator authentication", () => {
   const clients: Client[] = [];
 
   function sasDevice(deviceId: string, status: "enabled" | "disabled" = "enabled"): void {
-    hub.registry.upsertDevice({
-      hubHostName: HUB,
-      deviceId,
-      status,
-      authentication: { type: "sas", symmetricKey: { primaryKey: key } },
-    });
+    registerSasDevice(hub, deviceId, key, status);
   }
 
   function keyClient(deviceId: string, deviceKey = key): Client {

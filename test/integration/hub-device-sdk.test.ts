@@ -1,7 +1,6 @@
 // The emulated IoT Hub against the unmodified Azure device SDK (azure-iot-device + azure-iot-device-amqp)
 // over real TLS on 127.0.0.1: telemetry, twin, desired push, direct methods, cloud-to-device messages.
 import { randomBytes } from "node:crypto";
-import type { EventEmitter } from "node:events";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Client, Message, type Twin } from "azure-iot-device";
@@ -13,40 +12,10 @@ import {
   type TelemetryRecord,
   type TwinSubscriptionEvent,
 } from "../../src/emulator/hub/index.js";
+import { HUB, hubWaits, registerSasDevice } from "../support/hub-fixture.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
 
-const HUB = "localhost";
-const WAIT_MS = 10_000;
-
-/** Resolves with the first event matching `accept`, or rejects after `timeoutMs`. */
-function waitForEvent<T>(
-  emitter: EventEmitter,
-  event: string,
-  accept: (value: T) => boolean,
-  timeoutMs = WAIT_MS,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onEvent = (value: T): void => {
-      if (!accept(value)) return;
-      clearTimeout(timer);
-      emitter.off(event, onEvent);
-      resolve(value);
-    };
-    const timer = setTimeout(() => {
-      emitter.off(event, onEvent);
-      reject(new Error(`timed out waiting for ${event}`));
-    }, timeoutMs);
-    emitter.on(event, onEvent);
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string, timeoutMs = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const { waitForEvent, withTimeout } = hubWaits(10_000);
 
 describe("IoT Hub emulator with the unmodified device SDK", () => {
   let pki: TestPki;
@@ -69,14 +38,8 @@ describe("IoT Hub emulator with the unmodified device SDK", () => {
   before(async () => {
     pki = createTestPki();
     hub = await startHub({ tls: { key: pki.serverKey, cert: pki.serverCert }, hostNames: [HUB] });
-    for (const deviceId of ["telemetry-1", "twin-1", "twin-2", "method-1", "c2d-1"]) {
-      hub.registry.upsertDevice({
-        hubHostName: HUB,
-        deviceId,
-        status: "enabled",
-        authentication: { type: "sas", symmetricKey: { primaryKey: key } },
-      });
-    }
+    for (const deviceId of ["telemetry-1", "twin-1", "twin-2", "method-1", "c2d-1"])
+      registerSasDevice(hub, deviceId, key);
   });
 
   after(async () => {

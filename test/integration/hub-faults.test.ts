@@ -2,7 +2,6 @@
 // dropped connections, detached links, throttled and delayed telemetry, oversize messages, C2D outcomes,
 // method timeouts.
 import { randomBytes } from "node:crypto";
-import type { EventEmitter } from "node:events";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Client, Message, type Twin } from "azure-iot-device";
@@ -14,39 +13,10 @@ import {
   type Hub,
   type TwinSubscriptionEvent,
 } from "../../src/emulator/hub/index.js";
+import { HUB, hubWaits, registerSasDevice } from "../support/hub-fixture.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
 
-const HUB = "localhost";
-const WAIT_MS = 15_000;
-
-function waitForEvent<T>(
-  emitter: EventEmitter,
-  event: string,
-  accept: (value: T) => boolean,
-  timeoutMs = WAIT_MS,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onEvent = (value: T): void => {
-      if (!accept(value)) return;
-      clearTimeout(timer);
-      emitter.off(event, onEvent);
-      resolve(value);
-    };
-    const timer = setTimeout(() => {
-      emitter.off(event, onEvent);
-      reject(new Error(`timed out waiting for ${event}`));
-    }, timeoutMs);
-    emitter.on(event, onEvent);
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string, timeoutMs = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const { waitForEvent, withTimeout } = hubWaits(15_000);
 
 function errorNamed(name: string): (error: unknown) => boolean {
   return (error) => {
@@ -63,12 +33,7 @@ describe("IoT Hub emulator faults and limits", () => {
   const clients: Client[] = [];
 
   async function openClient(deviceId: string): Promise<Client> {
-    hub.registry.upsertDevice({
-      hubHostName: HUB,
-      deviceId,
-      status: "enabled",
-      authentication: { type: "sas", symmetricKey: { primaryKey: key } },
-    });
+    registerSasDevice(hub, deviceId, key);
     const client = Client.fromConnectionString(
       `HostName=${HUB}:${hub.port};DeviceId=${deviceId};SharedAccessKey=${key}`,
       Amqp,
@@ -207,12 +172,7 @@ describe("IoT Hub emulator faults and limits", () => {
   });
 
   it("refuses a 51st pending C2D message and a C2D body over 64 KB", () => {
-    hub.registry.upsertDevice({
-      hubHostName: HUB,
-      deviceId: "c2d-offline",
-      status: "enabled",
-      authentication: { type: "sas", symmetricKey: { primaryKey: key } },
-    });
+    registerSasDevice(hub, "c2d-offline", key);
     for (let index = 0; index < 50; index += 1)
       hub.service.sendCloudToDevice(HUB, "c2d-offline", { body: `m${index}` });
     assert.throws(() => hub.service.sendCloudToDevice(HUB, "c2d-offline", { body: "one too many" }), {
