@@ -2,12 +2,10 @@
 // over one registration service, an enrollment store and the IoT hub emulator's registry.
 import { startAmqpServer } from "./amqp-server.js";
 import { EnrollmentStore } from "./enrollment-store.js";
-import type { DpsHubs } from "./hub-link.js";
 import { startHttpServer } from "./http-server.js";
 import type { DpsTls, Listener } from "./listener.js";
 import { serveMqttStream, startMqttServer } from "./mqtt-server.js";
-import { RegistrationService } from "./registration-service.js";
-import type { AllocationPolicy } from "./types.js";
+import { RegistrationService, type RegistrationServiceOptions } from "./registration-service.js";
 
 export {
   EnrollmentStore,
@@ -28,7 +26,8 @@ export type {
 export type { DpsTls } from "./listener.js";
 export type * from "./types.js";
 
-export interface DpsOptions {
+/** The registration service's options (ID scope, store, hubs, policy defaults) plus the front ends'. */
+export interface DpsOptions extends RegistrationServiceOptions {
   /** Listen address. Default 127.0.0.1. */
   host?: string;
   tls: DpsTls;
@@ -38,17 +37,6 @@ export interface DpsOptions {
   mqttPort?: number;
   /** Front ends to start. Default: all three. */
   transports?: { amqp?: boolean; https?: boolean; mqtt?: boolean };
-  idScope: string;
-  store: EnrollmentStore;
-  hubs: DpsHubs;
-  /** Policy for enrollments that set none. Default "hashed" (evenly weighted). */
-  defaultAllocationPolicy?: Exclude<AllocationPolicy, "custom">;
-  /** Seconds devices wait between polls. Default 1. */
-  retryAfterSeconds?: number;
-  /** Polls answered "assigning" before the result. Default 0 (the first poll gets it). */
-  extraAssigningPolls?: number;
-  /** Echo a device's registration payload in registrationState.payload when no webhook answered one. */
-  echoDevicePayload?: boolean;
   /** Receives one line per refused connection or failed request (never keys or tokens). */
   log?: (message: string) => void;
 }
