@@ -1,4 +1,4 @@
-// Retry delays as a value (STYLE.md: the SDK's ExponentialBackOffWithJitter, retry_policy.ts), injected
+// Retry delays as a value (in the manner of the SDK's ExponentialBackOffWithJitter, retry_policy.ts), injected
 // into the session so tests can pass a fast one. One policy serves DPS and the hub.
 
 export interface BackoffPolicy {
@@ -54,29 +54,5 @@ export class ExponentialBackoff implements BackoffPolicy {
     const jittered = base * (1 - this.jitter * this.random());
     const floor = throttled ? this.throttledMinDelayMs : 0;
     return Math.round(Math.min(this.maxDelayMs, Math.max(floor, jittered)));
-  }
-}
-
-/**
- * Counts attempts against a policy; `reset()` after a success so that the next outage starts again with
- * short delays.
- */
-export class RetrySchedule {
-  private attempts = 0;
-
-  constructor(private readonly policy: BackoffPolicy) {}
-
-  /** The attempt number the next call to `next()` will return. */
-  get attempt(): number {
-    return this.attempts;
-  }
-
-  next(throttled = false): { attempt: number; delayMs: number } {
-    this.attempts += 1;
-    return { attempt: this.attempts, delayMs: this.policy.delayMs(this.attempts, throttled) };
-  }
-
-  reset(): void {
-    this.attempts = 0;
   }
 }

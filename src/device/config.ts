@@ -1,6 +1,7 @@
 // What a device session is made from: a plain object, so a Node-RED config node or a JSON file can hold it.
 import type { TpmConnectionSpec } from "../tpm/connection-spec.js";
 import type { BackoffPolicy } from "./backoff.js";
+import type { RetryPolicy } from "./retry-policy.js";
 import type { OverflowPolicy } from "./outbox.js";
 import type { RegistrationStore } from "./registration-store.js";
 
@@ -24,11 +25,22 @@ export type AttestationConfig =
     }
   | { kind: "symmetricKey"; registrationId: string; key: string }
   | { kind: "symmetricKey"; registrationId: string; groupKey: string }
-  | { kind: "x509"; registrationId: string; cert: string; key: string };
+  | {
+      kind: "x509";
+      registrationId: string;
+      cert: string;
+      key: string;
+      /** For an encrypted private key (PEM "ENCRYPTED PRIVATE KEY"). */
+      passphrase?: string;
+    };
 
 export interface DeviceSessionOptions {
   /** Delays between retries of DPS and hub. Default: 1 s doubling up to 60 s, 20 % jitter. */
   backoff?: BackoffPolicy;
+  /** What a failure means and how long to wait (default: DefaultRetryPolicy over `backoff`). */
+  retryPolicy?: RetryPolicy;
+  /** Most telemetry messages sent and not yet acknowledged. Default 1. */
+  telemetryWindow?: number;
   /** How long the hub may take to accept one telemetry message. Default 30 s. */
   telemetryAckTimeoutMs?: number;
   /** How long a twin GET or reported-properties PATCH may take. Default 30 s. */
@@ -67,6 +79,7 @@ export const DEFAULTS = {
   provisioningTimeoutMs: 60_000,
   connectTimeoutMs: 30_000,
   outboxCapacity: 1000,
+  telemetryWindow: 1,
   outboxOverflow: "drop-oldest" as OverflowPolicy,
   /** stop() gives the SDK this long to close the connection before dropping it (Node-RED allows 15 s). */
   closeTimeoutMs: 4_000,

@@ -1,5 +1,6 @@
 // The session's two contacts with the outside world, DPS and IoT Hub, behind one small interface: the
 // real one drives the Azure SDK; unit tests of the session's logic pass a fake.
+import { createPrivateKey } from "node:crypto";
 import { TpmSecurityClient } from "../tpm/security-client.js";
 import { DEFAULT_GLOBAL_ENDPOINT, DEFAULTS, type DeviceSessionConfig } from "./config.js";
 import { ConfigurationError } from "./errors.js";
@@ -68,11 +69,30 @@ export function checkConfig(config: DeviceSessionConfig): void {
           "an X.509 attestation needs the device certificate and its private key (PEM)",
         );
       }
+      checkPrivateKey(attestation.key, attestation.passphrase);
       break;
     default:
       throw new ConfigurationError(
         `unknown attestation kind "${String((attestation as { kind?: unknown }).kind)}"`,
       );
+  }
+}
+
+/** A private key that cannot be opened fails here, named, instead of at every TLS handshake. */
+function checkPrivateKey(key: string, passphrase: string | undefined): void {
+  try {
+    createPrivateKey(passphrase ? { key, passphrase } : { key });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const encrypted = /ENCRYPTED/.test(key);
+    // Never quote the key or the passphrase.
+    throw new ConfigurationError(
+      encrypted
+        ? passphrase
+          ? "the X.509 private key cannot be decrypted: wrong passphrase"
+          : "the X.509 private key is encrypted: set its passphrase"
+        : `the X.509 private key is not a readable PEM key${typeof code === "string" ? ` (${code})` : ""}`,
+    );
   }
 }
 
@@ -119,6 +139,7 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
           registrationId: attestation.registrationId,
           cert: attestation.cert,
           key: attestation.key,
+          ...(attestation.passphrase ? { passphrase: attestation.passphrase } : {}),
         };
     }
   };
@@ -137,7 +158,12 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
       case "symmetricKey":
         return { kind: "symmetricKey", key: symmetricKey() };
       case "x509":
-        return { kind: "x509", cert: attestation.cert, key: attestation.key };
+        return {
+          kind: "x509",
+          cert: attestation.cert,
+          key: attestation.key,
+          ...(attestation.passphrase ? { passphrase: attestation.passphrase } : {}),
+        };
     }
   };
 

@@ -12,11 +12,11 @@ import {
 import { Amqp } from "azure-iot-device-amqp";
 import { NoRetry } from "azure-iot-common";
 import { TpmAuthenticationProvider, type TpmSigner } from "../tpm/authentication-provider.js";
-import { OperationTimeoutError, SessionStoppedError } from "./errors.js";
+import { withDeadline } from "./deadline.js";
 
 export type HubCredentials =
   | { kind: "symmetricKey"; key: string }
-  | { kind: "x509"; cert: string; key: string }
+  | { kind: "x509"; cert: string; key: string; passphrase?: string }
   | { kind: "tpm"; signer: TpmSigner };
 
 export interface HubIdentity {
@@ -76,6 +76,7 @@ function authenticationProvider(identity: HubIdentity, credentials: HubCredentia
       return X509AuthenticationProvider.fromX509Options(identity.deviceId, identity.assignedHub, {
         cert: credentials.cert,
         key: credentials.key,
+        ...(credentials.passphrase ? { passphrase: credentials.passphrase } : {}),
       });
     case "tpm":
       return new TpmAuthenticationProvider(
@@ -116,6 +117,23 @@ export class HubConnection extends EventEmitter implements HubLink {
     );
     // The SDK emits 'error' on the client in a few paths; an unheard 'error' would end the process.
     connection.track(client, "error", (error: unknown) => connection.markLost(asError(error)));
+    // The client keeps a retryable disconnect to itself (it reconnects lazily on the next send, and a send
+    // in flight then waits for an ack that never comes); the transport tells every one, at once.
+    connection.track(connection.transport, "disconnect", (error: unknown) =>
+      connection.markLost(asError(error) ?? new Error("the IoT Hub connection ended")),
+    );
+    // A detached twin, method or C2D link (TwinDetachedError, ...): the connection is no longer whole.
+    connection.track(connection.transport, "error", (error: unknown) => connection.markLost(asError(error)));
+    const container = rheaContainerOf(connection.transport);
+    if (container) {
+      // A link the hub detaches with an error: rundown starts here, before any operation notices
+      // (docs/hub-amqp-protocol.md §6.2).
+      connection.track(container, "azure-iot-amqp-base:error-indicated", (error: unknown) =>
+        connection.markLost(asError(error) ?? new Error("IoT Hub detached a link")),
+      );
+      // Heard here, a socket closing after the SDK let go of it is not printed to stderr by rhea.
+      connection.track(container, "disconnected", () => undefined);
+    }
     connection.track(connection.transport, "twinDesiredPropertiesUpdate", (patch: unknown) => {
       if (typeof patch === "object" && patch !== null) connection.emit("desired", patch);
     });
@@ -199,42 +217,13 @@ export class HubConnection extends EventEmitter implements HubLink {
   }
 }
 
-function asError(value: unknown): Error | undefined {
-  return value instanceof Error ? value : undefined;
+/** The rhea container under the SDK's AMQP transport (azure-iot-amqp-base keeps it for the connection's life). */
+function rheaContainerOf(transport: unknown): EventEmitter | undefined {
+  const amqp = (transport as { _amqp?: { _rheaContainer?: unknown } } | undefined)?._amqp;
+  const container = amqp?._rheaContainer;
+  return container instanceof EventEmitter ? container : undefined;
 }
 
-/** Races `promise` against a timer (and an abort signal); the timer never outlives the race. */
-export function withDeadline<T>(
-  promise: Promise<T>,
-  operation: string,
-  timeoutMs: number,
-  signal?: AbortSignal,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new SessionStoppedError(operation));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      reject(new OperationTimeoutError(operation, timeoutMs));
-    }, timeoutMs);
-    if (signal?.aborted) {
-      onAbort();
-      return;
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
+function asError(value: unknown): Error | undefined {
+  return value instanceof Error ? value : undefined;
 }

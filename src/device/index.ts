@@ -26,18 +26,28 @@ export type {
 export { DEFAULT_GLOBAL_ENDPOINT } from "./config.js";
 export {
   SESSION_STATES,
+  SESSION_EVENTS,
   TRANSITIONS,
-  canTransition,
-  IllegalTransitionError,
+  nextState,
   type SessionState,
+  type SessionEventType,
 } from "./states.js";
+export { Lifecycle, type Phase, type SessionEvent, type LifecycleHooks } from "./lifecycle.js";
+export { DefaultRetryPolicy, RetryCounter, type RetryPolicy, type RetryAction } from "./retry-policy.js";
+export { TelemetryPump, type TelemetryPause, type PauseReason } from "./telemetry-pump.js";
+export { TwinSync } from "./twin-sync.js";
+export { withDeadline, sleep } from "./deadline.js";
+export { ExponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from "./backoff.js";
 export {
-  ExponentialBackoff,
-  RetrySchedule,
-  type BackoffPolicy,
-  type ExponentialBackoffOptions,
-} from "./backoff.js";
-export { isRetryable, isIdentityRejected, isThrottled, describeError, redact } from "./retryable.js";
+  isRetryable,
+  isIdentityRejected,
+  isThrottled,
+  isQuotaExceeded,
+  isConfigurationProblem,
+  isMessageRefused,
+  describeError,
+  redact,
+} from "./retryable.js";
 export {
   Limits,
   validateIdScope,

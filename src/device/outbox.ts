@@ -62,14 +62,15 @@ export class Outbox<T> {
   }
 
   /**
-   * Puts a message that could not be sent back at the front, so that order is kept. The bound still
-   * holds: when the outbox filled up meanwhile, the newest message gives way (returned) instead.
+   * Puts messages that could not be sent back at the front, oldest first, so that order is kept. The bound
+   * still holds: when the outbox filled up meanwhile, the newest messages give way (returned) instead.
    */
-  requeue(item: T): T | undefined {
-    this.items.unshift(item);
-    if (this.items.length <= this.capacity) return undefined;
-    this.droppedCount += 1;
-    return this.items.pop();
+  requeue(items: readonly T[]): T[] {
+    this.items.unshift(...items);
+    const excess = this.items.length - this.capacity;
+    if (excess <= 0) return [];
+    this.droppedCount += excess;
+    return this.items.splice(this.capacity, excess);
   }
 
   /** Empties the outbox and returns what it held, oldest first. */

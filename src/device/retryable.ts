@@ -144,6 +144,56 @@ export function isThrottled(error: unknown): boolean {
   return e.name === "ThrottlingError" || httpStatus(e) === 429;
 }
 
+/**
+ * Only a person changing the configuration can mend it: a malformed ID scope, a missing or malformed key, a
+ * certificate or private key that cannot be read (wrong passphrase included). Everything else a service or a
+ * network might recover from, so the session keeps trying.
+ */
+export function isConfigurationProblem(error: unknown): boolean {
+  const root = rootCause(error);
+  if (typeof root !== "object" || root === null) return false;
+  const e = root as ErrorLike;
+  if (e.name === "ConfigurationError" || e.name === "ArgumentError" || e.name === "ArgumentOutOfRangeError")
+    return true;
+  // OpenSSL's verdicts on our own key or certificate ("bad decrypt", "no start line", ...), not the peer's.
+  return typeof e.code === "string" && /^ERR_OSSL_(?!SSL_)/.test(e.code);
+}
+
+/** IoT Hub's daily message quota is used up: telemetry waits (the longest backoff) until it resets. */
+export function isQuotaExceeded(error: unknown): boolean {
+  const root = rootCause(error);
+  if (typeof root !== "object" || root === null) return false;
+  return (root as ErrorLike).name === "IotHubQuotaExceededError";
+}
+
+/**
+ * The hub refused this one message for what it is (too large, malformed): sending it again cannot help, so
+ * it is rejected and the next message goes.
+ */
+export function isMessageRefused(error: unknown): boolean {
+  const root = rootCause(error);
+  if (typeof root !== "object" || root === null) return false;
+  const name = (root as ErrorLike).name;
+  return (
+    name === "MessageTooLargeError" ||
+    name === "ArgumentError" ||
+    name === "FormatError" ||
+    name === "ArgumentOutOfRangeError"
+  );
+}
+
+/** The wait a service asked for (DPS `retryAfter`, an HTTP Retry-After), in ms, when it named one. */
+export function retryAfterMs(error: unknown): number | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    const e = current as { retryAfterInMs?: unknown; retryAfter?: unknown; cause?: unknown };
+    if (typeof e.retryAfterInMs === "number" && e.retryAfterInMs >= 0) return e.retryAfterInMs;
+    if (typeof e.retryAfter === "number" && e.retryAfter >= 0) return e.retryAfter * 1000;
+    current = e.cause;
+  }
+  return undefined;
+}
+
 /** A short, secret-free description of a failure for state events and status text. */
 export function describeError(error: unknown): string {
   const root = rootCause(error);

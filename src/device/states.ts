@@ -1,5 +1,6 @@
-// The device session's connection states and the one table of legal transitions between them
-// (ARCHITECTURE.md "Device session"; STYLE.md "Explicit state machines").
+// The device session's lifecycle as one table: (state, event) -> next state. The lifecycle runner
+// (lifecycle.ts) is the only place that reads it; nothing else changes the session's state
+// (docs/architecture.md "Device session").
 
 export const SESSION_STATES = [
   "idle",
@@ -10,44 +11,105 @@ export const SESSION_STATES = [
   "disconnected",
   "retrying",
   "error",
+  "stopping",
+  "closed",
 ] as const;
 
 export type SessionState = (typeof SESSION_STATES)[number];
 
+export const SESSION_EVENTS = [
+  /** start(): begin, or begin again after stop() or an error. */
+  "start",
+  /** stop(): release everything; a start that arrives meanwhile is kept. */
+  "stop",
+  /** close(): stop for good. */
+  "close",
+  /** reprovision(): forget the cached registration and register with DPS again. */
+  "reprovision",
+  /** The provisioning phase has a registration (from the cache or from DPS). */
+  "provisioned",
+  /** Open the hub connection with that registration. */
+  "connect",
+  /** The hub connection is up and the twin is in sync. */
+  "connected",
+  /** The connection ended (drop, detached link, lost ack, refused token). */
+  "link-lost",
+  /** The hub refused the cached identity: register with DPS again at once. */
+  "identity-rejected",
+  /** A failure worth trying again after a delay. */
+  "retry",
+  /** The delay is over: reconnect with the registration we have. */
+  "retry-connect",
+  /** The delay is over: register with DPS again (no usable registration). */
+  "retry-provision",
+  /** A failure only a change of configuration can mend. */
+  "fatal",
+  /** The stopping phase released everything. */
+  "stopped",
+] as const;
+
+export type SessionEventType = (typeof SESSION_EVENTS)[number];
+
 /**
- * Every legal transition, and why it happens. `idle` is reachable from everywhere (stop()).
- * - provisioning -> retrying: DPS failed with a retryable error; the retry provisions again.
- * - connecting -> provisioning: the hub refused the cached identity (401/404), so register again.
- * - connecting -> retrying: the hub could not be reached; the retry connects again.
- * - connected/disconnected/retrying/error -> provisioning: reprovision() asked for a new registration.
- * - error -> provisioned: start() again with a cached registration.
+ * What each event does in each state. A missing entry means the event is ignored in that state (a start
+ * while running, a reprovision while already registering); that is deliberate, not an error, because
+ * callers (flow nodes, scripts) may ask twice. `stopping` keeps start/reprovision for later: see
+ * lifecycle.ts.
  */
-export const TRANSITIONS: Readonly<Record<SessionState, readonly SessionState[]>> = {
-  idle: ["provisioning", "provisioned"],
-  provisioning: ["provisioned", "retrying", "error", "idle"],
-  provisioned: ["connecting", "idle"],
-  connecting: ["connected", "provisioning", "retrying", "error", "idle"],
-  connected: ["disconnected", "provisioning", "error", "idle"],
-  disconnected: ["retrying", "provisioning", "error", "idle"],
-  retrying: ["connecting", "provisioning", "idle"],
-  error: ["provisioning", "provisioned", "idle"],
+export const TRANSITIONS: Readonly<
+  Record<SessionState, Readonly<Partial<Record<SessionEventType, SessionState>>>>
+> = {
+  idle: { start: "provisioning", reprovision: "provisioning", close: "closed" },
+  provisioning: {
+    provisioned: "provisioned",
+    retry: "retrying",
+    fatal: "error",
+    stop: "stopping",
+    close: "stopping",
+  },
+  provisioned: {
+    connect: "connecting",
+    retry: "retrying",
+    reprovision: "provisioning",
+    stop: "stopping",
+    close: "stopping",
+  },
+  connecting: {
+    connected: "connected",
+    "identity-rejected": "provisioning",
+    retry: "retrying",
+    fatal: "error",
+    reprovision: "provisioning",
+    stop: "stopping",
+    close: "stopping",
+  },
+  connected: {
+    "link-lost": "disconnected",
+    "identity-rejected": "provisioning",
+    reprovision: "provisioning",
+    stop: "stopping",
+    close: "stopping",
+  },
+  disconnected: {
+    retry: "retrying",
+    reprovision: "provisioning",
+    stop: "stopping",
+    close: "stopping",
+  },
+  retrying: {
+    "retry-connect": "connecting",
+    retry: "retrying",
+    "retry-provision": "provisioning",
+    reprovision: "provisioning",
+    stop: "stopping",
+    close: "stopping",
+  },
+  error: { start: "provisioning", reprovision: "provisioning", stop: "stopping", close: "stopping" },
+  stopping: { stopped: "idle" },
+  closed: {},
 };
 
-export function canTransition(from: SessionState, to: SessionState): boolean {
-  return TRANSITIONS[from].includes(to);
-}
-
-export class IllegalTransitionError extends Error {
-  override readonly name = "IllegalTransitionError";
-  constructor(
-    readonly from: SessionState,
-    readonly to: SessionState,
-  ) {
-    super(`illegal device session transition ${from} -> ${to}`);
-  }
-}
-
-/** Throws IllegalTransitionError when the table has no `from -> to` entry. */
-export function assertTransition(from: SessionState, to: SessionState): void {
-  if (!canTransition(from, to)) throw new IllegalTransitionError(from, to);
+/** The state `event` leads to from `state`, or undefined when the event is ignored there. */
+export function nextState(state: SessionState, event: SessionEventType): SessionState | undefined {
+  return TRANSITIONS[state][event];
 }

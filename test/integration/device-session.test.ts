@@ -229,7 +229,7 @@ describe("device session against the emulator", () => {
     first.start();
     await waitForState(first, "connected");
     await first.close();
-    assert.equal(first.state, "idle");
+    assert.equal(first.state, "closed");
 
     const second = sessionFor(
       { kind: "symmetricKey", registrationId, groupKey },
@@ -239,19 +239,25 @@ describe("device session against the emulator", () => {
     second.on("state", (event) => states.push(event.state));
     second.start();
     await waitForState(second, "connected");
-    assert.deepEqual(states, ["provisioned", "connecting", "connected"]);
+    assert.deepEqual(states, ["provisioning", "provisioned", "connecting", "connected"]);
   });
 
-  it("a device DPS does not know (401 over HTTPS) ends in the error state with a secret-free reason", async () => {
+  it("a device DPS does not know (401 over HTTPS) keeps retrying, says why without the key, and connects once enrolled", async () => {
     const key = Buffer.from("an-unenrolled-device-key-0123456789").toString("base64");
     const session = sessionFor(
       { kind: "symmetricKey", registrationId: "session-unknown", key },
       { dps: emulatorDps("https") },
     );
     session.start();
-    const failed = await waitForState(session, "error");
-    assert.ok(failed.error, "the error state says why");
-    assert.ok(!failed.error.includes(key), "the key is not in the reason");
+    const failed = await waitForState(session, "retrying");
+    assert.match(failed.error ?? "", /Unauthorized|401/, "the retrying state says why");
+    assert.ok(!(failed.error ?? "").includes(key), "the key is not in the reason");
+    await waitForState(session, "retrying");
+    emulator.dps.store.putIndividualEnrollment({
+      registrationId: "session-unknown",
+      attestation: { type: "symmetricKey", symmetricKey: { primaryKey: key, secondaryKey: key } },
+    });
+    await waitForState(session, "connected");
     await session.stop();
     assert.equal(session.state, "idle");
   });
@@ -314,7 +320,7 @@ describe("device session against the emulator", () => {
       version,
     );
     await session.close();
-    assert.equal(session.state, "idle");
+    assert.equal(session.state, "closed");
   });
   for (const transport of ["amqp", "https", "mqtt"] as const) {
     it(`an X.509 device (self-signed certificate) provisions over ${transport} and connects with its certificate`, async () => {
@@ -338,25 +344,26 @@ describe("device session against the emulator", () => {
       assert.equal(typeof (await session.reportProperties({ attestation: "x509" })), "number");
     });
   }
-  it("telemetry the hub refuses (quota exceeded) is rejected once; the session stays connected", async () => {
-    const registrationId = "session-sym-quota";
-    const session = await connectedSymmetricKeySession(registrationId);
-    const states: SessionState[] = [];
-    session.on("state", (event) => states.push(event.state));
-    // The emulator's telemetry fault rejects the delivery with amqp:resource-limit-exceeded.
-    emulator.hub.faults.throttleNext(1);
-    await assert.rejects(session.sendTelemetry("refused", { messageId: "refused-1" }), (error: Error) => {
-      assert.equal(error.name, "HubError");
-      assert.match(error.message, /IotHubQuotaExceededError/);
-      return true;
+  for (const fault of ["throttled", "quota-exceeded"] as const) {
+    it(`telemetry the hub refuses as ${fault} waits and is sent again in order; the session stays connected`, async () => {
+      const registrationId = `session-sym-${fault}`;
+      const session = await connectedSymmetricKeySession(registrationId);
+      const states: SessionState[] = [];
+      const pauses: string[] = [];
+      session.on("state", (event) => states.push(event.state));
+      session.on("paused", (pause) => pauses.push(pause.reason));
+      if (fault === "throttled") emulator.hub.faults.throttleNext(3);
+      else emulator.hub.faults.exceedQuotaNext(3);
+      const ids = ["r-1", "r-2", "r-3", "r-4"];
+      await Promise.all(ids.map((id) => session.sendTelemetry(id, { messageId: id })));
+      const received = emulator.hub.service
+        .recentTelemetry(emulator.endpoints.hub.hostName, registrationId)
+        .map((r) => r.systemProperties.messageId);
+      assert.deepEqual(received, ids);
+      assert.deepEqual(pauses, [fault, fault, fault]);
+      assert.deepEqual(states, [], "no reconnect for a throttled message");
     });
-    await session.sendTelemetry("accepted", { messageId: "accepted-1" });
-    const ids = emulator.hub.service
-      .recentTelemetry(emulator.endpoints.hub.hostName, registrationId)
-      .map((r) => r.systemProperties.messageId);
-    assert.deepEqual(ids, ["accepted-1"]);
-    assert.deepEqual(states, [], "no reconnect for a refused message");
-  });
+  }
 
   it("telemetry waits through a hub ack delay shorter than the ack timeout", async () => {
     const registrationId = "session-sym-slow-acks";

@@ -131,6 +131,9 @@ class FakeHub extends EventEmitter implements HubRegistry, HubService, HubFaults
   throttleNext(count: number) {
     this.faultCalls.push(`throttle ${count}`);
   }
+  exceedQuotaNext(count: number) {
+    this.faultCalls.push(`quota ${count}`);
+  }
   delayAcks(ms: number) {
     this.faultCalls.push(`delay ${ms}`);
   }

@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Client, Message, type Twin } from "azure-iot-device";
 import { Amqp } from "azure-iot-device-amqp";
+import { NoRetry } from "azure-iot-common";
 import {
   startHub,
   type C2dFeedbackEvent,
@@ -108,16 +109,32 @@ describe("IoT Hub emulator faults and limits", () => {
     await withTimeout(received, "desired patch after re-subscribe");
   });
 
-  it("throttleNext rejects telemetry with amqp:resource-limit-exceeded, seen as IotHubQuotaExceededError", async () => {
+  it("throttleNext refuses telemetry as Azure rate-limits it, seen by the SDK as ThrottlingError", async () => {
     const client = await openClient("throttle-1");
+    // The SDK's own policy would wait 10 s and send again; without it the refusal itself shows.
+    client.setRetryPolicy(new NoRetry());
     hub.faults.throttleNext(1);
+    await assert.rejects(
+      withTimeout(client.sendEvent(new Message("refused")), "sendEvent"),
+      errorNamed("ThrottlingError"),
+    );
+    await withTimeout(client.sendEvent(new Message("accepted")), "sendEvent");
+    assert.deepEqual(
+      hub.service.recentTelemetry(HUB, "throttle-1").map((record) => record.body.toString()),
+      ["accepted"],
+    );
+  });
+
+  it("exceedQuotaNext refuses telemetry with amqp:resource-limit-exceeded, seen as IotHubQuotaExceededError", async () => {
+    const client = await openClient("quota-1");
+    hub.faults.exceedQuotaNext(1);
     await assert.rejects(
       withTimeout(client.sendEvent(new Message("refused")), "sendEvent"),
       errorNamed("IotHubQuotaExceededError"),
     );
     await withTimeout(client.sendEvent(new Message("accepted")), "sendEvent");
     assert.deepEqual(
-      hub.service.recentTelemetry(HUB, "throttle-1").map((record) => record.body.toString()),
+      hub.service.recentTelemetry(HUB, "quota-1").map((record) => record.body.toString()),
       ["accepted"],
     );
   });
@@ -212,6 +229,7 @@ describe("IoT Hub emulator faults and limits", () => {
       "drop-1",
       "detach-twin",
       "throttle-1",
+      "quota-1",
       "delay-1",
       "size-1",
       "c2d-outcomes",

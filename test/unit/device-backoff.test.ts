@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ExponentialBackoff, RetrySchedule } from "../../src/device/backoff.js";
+import { ExponentialBackoff } from "../../src/device/backoff.js";
 
 describe("exponential backoff", () => {
   it("doubles from the initial delay without jitter", () => {
@@ -45,30 +45,5 @@ describe("exponential backoff", () => {
     assert.throws(() => new ExponentialBackoff({ initialDelayMs: 10, maxDelayMs: 5 }), RangeError);
     assert.throws(() => new ExponentialBackoff({ factor: 0.5 }), RangeError);
     assert.throws(() => new ExponentialBackoff({ jitter: 2 }), RangeError);
-  });
-});
-
-describe("retry schedule", () => {
-  it("counts attempts and starts over after reset", () => {
-    const schedule = new RetrySchedule(new ExponentialBackoff({ initialDelayMs: 100, jitter: 0 }));
-    assert.deepEqual(schedule.next(), { attempt: 1, delayMs: 100 });
-    assert.deepEqual(schedule.next(), { attempt: 2, delayMs: 200 });
-    assert.deepEqual(schedule.next(), { attempt: 3, delayMs: 400 });
-    schedule.reset();
-    assert.equal(schedule.attempt, 0);
-    assert.deepEqual(schedule.next(), { attempt: 1, delayMs: 100 });
-  });
-
-  it("passes the throttled flag to the policy", () => {
-    const seen: boolean[] = [];
-    const schedule = new RetrySchedule({
-      delayMs: (_attempt, throttled) => {
-        seen.push(throttled === true);
-        return 1;
-      },
-    });
-    schedule.next(true);
-    schedule.next();
-    assert.deepEqual(seen, [true, false]);
   });
 });

@@ -34,11 +34,22 @@ describe("telemetry outbox", () => {
     outbox.push("b");
     const inFlight = outbox.shift()!;
     outbox.push("c");
-    assert.equal(outbox.requeue(inFlight), "c");
+    assert.deepEqual(outbox.requeue([inFlight]), ["c"]);
     assert.equal(outbox.dropped, 1);
     assert.deepEqual(outbox.drain(), ["a", "b"]);
-    assert.equal(outbox.requeue("x"), undefined);
+    assert.deepEqual(outbox.requeue(["x"]), []);
     assert.equal(outbox.peek(), "x");
+  });
+
+  it("several messages put back keep their order ahead of the waiting ones", () => {
+    const outbox = new Outbox<string>({ capacity: 4 });
+    for (const item of ["a", "b", "c", "d"]) outbox.push(item);
+    const inFlight = [outbox.shift()!, outbox.shift()!];
+    outbox.push("e");
+    outbox.push("f");
+    assert.deepEqual(outbox.requeue(inFlight), ["e", "f"]);
+    assert.equal(outbox.dropped, 2);
+    assert.deepEqual(outbox.drain(), ["a", "b", "c", "d"]);
   });
 
   it("drain empties it", () => {

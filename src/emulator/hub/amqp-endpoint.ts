@@ -182,6 +182,10 @@ export class AmqpEndpoint {
     this.faults.throttleNext(count);
   }
 
+  exceedQuotaNext(count: number): void {
+    this.faults.exceedQuotaNext(count);
+  }
+
   delayAcks(ms: number): void {
     this.faults.delayAcks(ms);
   }

@@ -10,6 +10,7 @@ export const Condition = {
   internal: "amqp:internal-error",
   messageSizeExceeded: "amqp:link:message-size-exceeded",
   resourceLimitExceeded: "amqp:resource-limit-exceeded",
+  throttled: "com.microsoft:device-container-throttled",
 } as const;
 
 interface AttachFrame {

@@ -1,5 +1,5 @@
 // Fault injection for tests (HubFaults): dropped connections, detached links, rejected tokens, throttled
-// telemetry and delayed acknowledgements.
+// or over-quota telemetry and delayed acknowledgements.
 import { closeLink, Condition, destroySocket } from "./amqp-wire.js";
 import type { DeviceConnections } from "./device-connections.js";
 import type { LinkRole } from "./link-state.js";
@@ -8,6 +8,7 @@ import type { FaultLink } from "./types.js";
 export class FaultInjection {
   private tokensToReject = 0;
   private telemetryToThrottle = 0;
+  private telemetryOverQuota = 0;
   private ackDelay = 0;
 
   constructor(private readonly connections: DeviceConnections) {}
@@ -48,6 +49,10 @@ export class FaultInjection {
     this.telemetryToThrottle = Math.max(0, Math.floor(count));
   }
 
+  exceedQuotaNext(count: number): void {
+    this.telemetryOverQuota = Math.max(0, Math.floor(count));
+  }
+
   delayAcks(ms: number): void {
     this.ackDelay = Math.max(0, ms);
   }
@@ -64,10 +69,26 @@ export class FaultInjection {
     return true;
   }
 
-  /** True when this telemetry message is to be throttled (and counts it). */
-  takeThrottle(): boolean {
-    if (this.telemetryToThrottle <= 0) return false;
-    this.telemetryToThrottle -= 1;
-    return true;
+  /**
+   * How this telemetry message is to be refused, if at all (and counts it): Azure answers a rate limit with
+   * device-container-throttled (ThrottlingError in the SDK, transient) and a used-up daily quota with
+   * resource-limit-exceeded (IotHubQuotaExceededError) — docs/hub-amqp-protocol.md §6.3.
+   */
+  takeTelemetryRefusal(): { condition: string; description: string } | undefined {
+    if (this.telemetryToThrottle > 0) {
+      this.telemetryToThrottle -= 1;
+      return {
+        condition: Condition.throttled,
+        description: "Device container throttled: too many requests (fault injection).",
+      };
+    }
+    if (this.telemetryOverQuota > 0) {
+      this.telemetryOverQuota -= 1;
+      return {
+        condition: Condition.resourceLimitExceeded,
+        description: "Message rejected: IoT hub daily message quota exceeded (fault injection).",
+      };
+    }
+    return undefined;
   }
 }

@@ -148,6 +148,10 @@ class Faults implements HubFaults {
     this.endpoint.throttleNext(count);
   }
 
+  exceedQuotaNext(count: number): void {
+    this.endpoint.exceedQuotaNext(count);
+  }
+
   delayAcks(ms: number): void {
     this.endpoint.delayAcks(ms);
   }

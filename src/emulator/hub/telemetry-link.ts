@@ -38,11 +38,9 @@ export class TelemetryReceiver {
       });
       return;
     }
-    if (this.faults.takeThrottle()) {
-      settle(delivery, "reject", {
-        condition: Condition.resourceLimitExceeded,
-        description: "Message rejected: IoT hub quota exceeded (fault injection).",
-      });
+    const refusal = this.faults.takeTelemetryRefusal();
+    if (refusal) {
+      settle(delivery, "reject", refusal);
       return;
     }
     const record = telemetryRecord(message, {

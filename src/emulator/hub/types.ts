@@ -153,8 +153,10 @@ export interface HubFaults {
   detachLink(hubHostName: string, deviceId: string, link: FaultLink): boolean;
   /** Next N CBS put-token answered 401. */
   rejectNextTokens(count: number): void;
-  /** Next N telemetry sends rejected with amqp:resource-limit-exceeded. */
+  /** Next N telemetry sends rejected as throttled (com.microsoft:device-container-throttled, a rate limit). */
   throttleNext(count: number): void;
+  /** Next N telemetry sends rejected as over the daily quota (amqp:resource-limit-exceeded). */
+  exceedQuotaNext(count: number): void;
   /** Telemetry dispositions delayed (0 = off). */
   delayAcks(ms: number): void;
 }

@@ -114,6 +114,10 @@ async function applyHubFault(backend: EmulatorApiBackend, context: RouteContext)
       backend.faults.throttleNext(countField(body, "count", 1_000_000));
       applied = true;
       break;
+    case "quota-exceeded":
+      backend.faults.exceedQuotaNext(countField(body, "count", 1_000_000));
+      applied = true;
+      break;
     case "delay-acks":
       backend.faults.delayAcks(countField(body, "ms", 600_000));
       applied = true;

@@ -69,7 +69,13 @@ export function sessionConfigOf(
       const cert = credentials.certPem?.trim() ? credentials.certPem : readPem(def.certFile, "certificate");
       const key = credentials.keyPem?.trim() ? credentials.keyPem : readPem(def.keyFile, "private key");
       if (!cert || !key) throw new ConfigurationError("no X.509 certificate or private key set");
-      attestation = { kind: "x509", registrationId: needRegistrationId(), cert, key };
+      attestation = {
+        kind: "x509",
+        registrationId: needRegistrationId(),
+        cert,
+        key,
+        ...(credentials.passphrase ? { passphrase: credentials.passphrase } : {}),
+      };
       break;
     }
     default:

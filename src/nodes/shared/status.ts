@@ -32,6 +32,10 @@ export function statusFor(event: SessionStateEvent): StatusView {
       };
     case "error":
       return { fill: "red", shape: "dot", key: "error" };
+    case "stopping":
+      return { fill: "grey", shape: "ring", key: "stopping" };
+    case "closed":
+      return { fill: "grey", shape: "ring", key: "idle" };
   }
 }
 

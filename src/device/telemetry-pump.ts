@@ -1,0 +1,214 @@
+// The telemetry pipeline beside the lifecycle: the outbox, and a pump that sends from it while a hub link is
+// attached, up to `window` messages in flight, in order. A message leaves for good only when the hub accepted
+// it (or refused it for what it is); anything in flight when a link fails goes back to the front of the
+// outbox and is sent again with the same messageId on the next link (at-least-once). A throttled or
+// quota-refused send pauses the pump instead of dropping the message (docs/architecture.md "Telemetry").
+import type { Message } from "azure-iot-device";
+import { withDeadline } from "./deadline.js";
+import { HubError, OutboxOverflowError, SessionStoppedError } from "./errors.js";
+import type { HubLink } from "./hub-connection.js";
+import { Outbox, type OverflowPolicy } from "./outbox.js";
+import type { RetryPolicy } from "./retry-policy.js";
+import { describeError, isMessageRefused, isQuotaExceeded, rootCause } from "./retryable.js";
+
+export interface OutboxEntry {
+  message: Message;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+export type PauseReason = "throttled" | "quota-exceeded" | "hub-error";
+
+export interface TelemetryPause {
+  reason: PauseReason;
+  /** When sending resumes. */
+  retryInMs: number;
+  /** Secret-free description of the refusal. */
+  error: string;
+}
+
+export interface TelemetryDrop {
+  policy: OverflowPolicy;
+  droppedTotal: number;
+  outboxSize: number;
+  messageId: string;
+}
+
+export interface TelemetryPumpOptions {
+  capacity: number;
+  overflow: OverflowPolicy;
+  /** Most messages sent and not yet acknowledged. */
+  window: number;
+  ackTimeoutMs: number;
+  policy: RetryPolicy;
+  deviceId(): string;
+  /** The link cannot carry telemetry any more (no ack, refused token, broken link): reconnect. */
+  linkFailed(link: HubLink, error: Error): void;
+  paused(pause: TelemetryPause): void;
+  resumed(): void;
+  dropped(drop: TelemetryDrop): void;
+}
+
+/** Refusals the hub makes on a working link that time mends: wait, then send the same message again. */
+const PAUSING_ERRORS = new Set(["ThrottlingError", "IotHubQuotaExceededError", "InternalServerError"]);
+
+export class TelemetryPump {
+  private readonly outbox: Outbox<OutboxEntry>;
+  private readonly inFlight: OutboxEntry[] = [];
+  private link: HubLink | undefined;
+  /** Bumped whenever the in-flight messages are taken back: late answers for them no longer count. */
+  private generation = 0;
+  private pauseTimer: NodeJS.Timeout | undefined;
+  private pauseAttempts = 0;
+
+  constructor(private readonly options: TelemetryPumpOptions) {
+    this.outbox = new Outbox({ capacity: options.capacity, overflow: options.overflow });
+    if (!Number.isInteger(options.window) || options.window < 1) {
+      throw new RangeError("the telemetry window must be a whole number >= 1");
+    }
+  }
+
+  /** Messages not yet accepted by the hub: waiting in the outbox or in flight. */
+  get size(): number {
+    return this.outbox.size + this.inFlight.length;
+  }
+
+  get droppedCount(): number {
+    return this.outbox.dropped;
+  }
+
+  get capacity(): number {
+    return this.outbox.capacity;
+  }
+
+  /** Queues a message; resolves once the hub accepted it. */
+  enqueue(message: Message): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const pushed = this.outbox.push({ message, resolve, reject });
+      if (!pushed.accepted) {
+        this.reportDrop(message);
+        reject(new OutboxOverflowError("reject-new", this.outbox.capacity));
+        return;
+      }
+      if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
+      this.fill();
+    });
+  }
+
+  /** Starts sending on `link` (the session is connected). */
+  attach(link: HubLink): void {
+    this.detach();
+    this.link = link;
+    this.fill();
+  }
+
+  /** Stops sending; what was in flight goes back to the front of the outbox, in order. */
+  detach(): void {
+    this.link = undefined;
+    this.clearPause();
+    this.takeBackInFlight();
+  }
+
+  /** Rejects every message not yet accepted (the session is closing); returns how many there were. */
+  rejectAll(error: SessionStoppedError): number {
+    this.detach();
+    const entries = this.outbox.drain();
+    for (const entry of entries) entry.reject(error);
+    return entries.length;
+  }
+
+  private fill(): void {
+    const link = this.link;
+    while (link && this.pauseTimer === undefined && this.inFlight.length < this.options.window) {
+      const entry = this.outbox.shift();
+      if (!entry) return;
+      this.inFlight.push(entry);
+      this.send(entry, link, this.generation);
+    }
+  }
+
+  private send(entry: OutboxEntry, link: HubLink, generation: number): void {
+    withDeadline(link.sendEvent(entry.message), "telemetry", this.options.ackTimeoutMs).then(
+      () => {
+        if (generation !== this.generation) return;
+        this.inFlight.splice(this.inFlight.indexOf(entry), 1);
+        this.pauseAttempts = 0;
+        entry.resolve();
+        this.fill();
+      },
+      (error: Error) => {
+        if (generation !== this.generation) return;
+        this.failed(entry, link, error);
+      },
+    );
+  }
+
+  private failed(entry: OutboxEntry, link: HubLink, error: Error): void {
+    if (isMessageRefused(error)) {
+      this.inFlight.splice(this.inFlight.indexOf(entry), 1);
+      entry.reject(
+        new HubError(
+          `IoT Hub refused the telemetry message: ${describeError(error)}`,
+          this.options.deviceId(),
+          {
+            cause: error,
+          },
+        ),
+      );
+      this.fill();
+      return;
+    }
+    this.takeBackInFlight();
+    const name = (rootCause(error) as { name?: unknown } | undefined)?.name;
+    if (typeof name === "string" && PAUSING_ERRORS.has(name)) {
+      this.pause(error);
+      return;
+    }
+    // No ack in time, a refused token, a broken link: this link is done; the lifecycle reconnects.
+    this.link = undefined;
+    this.options.linkFailed(link, error);
+  }
+
+  private pause(error: Error): void {
+    this.pauseAttempts += 1;
+    const retryInMs = this.options.policy.delayMs(this.pauseAttempts, error);
+    const reason: PauseReason = isQuotaExceeded(error)
+      ? "quota-exceeded"
+      : (rootCause(error) as Error).name === "ThrottlingError"
+        ? "throttled"
+        : "hub-error";
+    this.pauseTimer = setTimeout(() => {
+      this.pauseTimer = undefined;
+      this.options.resumed();
+      this.fill();
+    }, retryInMs);
+    this.options.paused({ reason, retryInMs, error: describeError(error) });
+  }
+
+  private clearPause(): void {
+    if (this.pauseTimer === undefined) return;
+    clearTimeout(this.pauseTimer);
+    this.pauseTimer = undefined;
+    this.options.resumed();
+  }
+
+  private takeBackInFlight(): void {
+    this.generation += 1;
+    const entries = this.inFlight.splice(0);
+    for (const displaced of this.outbox.requeue(entries)) this.drop(displaced, this.outbox.overflow);
+  }
+
+  private drop(entry: OutboxEntry, policy: OverflowPolicy): void {
+    this.reportDrop(entry.message);
+    entry.reject(new OutboxOverflowError(policy, this.outbox.capacity));
+  }
+
+  private reportDrop(message: Message): void {
+    this.options.dropped({
+      policy: this.outbox.overflow,
+      droppedTotal: this.outbox.dropped,
+      outboxSize: this.size,
+      messageId: message.messageId,
+    });
+  }
+}
