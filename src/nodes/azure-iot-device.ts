@@ -34,7 +34,6 @@ export = function register(RED: NodeAPI): void {
     const users = new Set<DeviceUser>();
     let session: DeviceSession | undefined;
     let configError: Error | undefined;
-    let startDecision: NodeJS.Immediate | undefined;
     let closing = false;
 
     const statusOf = (event: SessionStateEvent) => {
@@ -76,8 +75,33 @@ export = function register(RED: NodeAPI): void {
           `telemetry outbox full (${drop.outboxSize}): ${drop.droppedTotal} message(s) dropped so far`,
         ),
       );
+      const owned = session;
+      session.on("paused", (pause) => {
+        const key = { throttled: "throttled", "quota-exceeded": "quotaExceeded", "hub-error": "hubError" }[
+          pause.reason
+        ];
+        const text = translate(RED, `azure-iot.status.${key}`, {
+          seconds: Math.max(1, Math.round(pause.retryInMs / 1000)),
+        });
+        for (const user of users) user.node.status({ fill: "yellow", shape: "dot", text });
+      });
+      session.on("resumed", () => {
+        for (const user of users) user.node.status(statusOf(owned.status));
+      });
+      session.on("unsent", (count) =>
+        node.warn(`closing: ${count} telemetry message(s) not yet accepted by IoT Hub were rejected`),
+      );
       session.on("warning", (error) => node.debug(describeError(error)));
       return session;
+    }
+
+    function closeSession(): Promise<void> {
+      const current = session;
+      session = undefined;
+      if (!current) return Promise.resolve();
+      return current.close().catch((error: unknown) => {
+        node.warn(`closing the device session: ${describeError(error)}`);
+      });
     }
 
     function safely(action: () => void): void {
@@ -88,10 +112,9 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    // Decide once all nodes of the deploy registered: provision nodes decide whether to connect on deploy;
-    // without any provision node, the telemetry and twin nodes need the connection.
+    // Decided once the deployed flows have started, so every node of the deploy has registered: provision
+    // nodes decide whether to connect on deploy; without any, the telemetry and twin nodes need the connection.
     function decideStart(): void {
-      startDecision = undefined;
       if (closing || !session) return;
       const provisionNodes = [...users].filter((user) => user.kind === "provision");
       const connect =
@@ -109,30 +132,24 @@ export = function register(RED: NodeAPI): void {
         return configError;
       }
       user.node.status(statusOf(current.status));
-      startDecision ??= setImmediate(decideStart);
       return undefined;
     };
 
-    node.deregister = (user: DeviceUser): void => {
+    // As Node-RED's MQTT broker node: the connection goes when its last user is removed from the flows.
+    node.deregister = (user: DeviceUser, removed: boolean): Promise<void> => {
       users.delete(user);
+      return removed && users.size === 0 && !closing ? closeSession() : Promise.resolve();
     };
+
+    RED.events.on("flows:started", decideStart);
 
     Object.defineProperty(node, "session", { get: () => session });
     node.statusText = (key, params) => translate(RED, `azure-iot.status.${key}`, params);
 
     node.on("close", (_removed: boolean, done: () => void) => {
       closing = true;
-      if (startDecision) clearImmediate(startDecision);
-      const current = session;
-      session = undefined;
-      if (!current) return done();
-      current.close().then(
-        () => done(),
-        (error: unknown) => {
-          node.warn(`closing the device session: ${describeError(error)}`);
-          done();
-        },
-      );
+      RED.events.removeListener("flows:started", decideStart);
+      void closeSession().then(done);
     });
   }
 

@@ -1,23 +1,9 @@
-// TPM configuration node: where the TPM is. Also serves the editor's "Read TPM identity" button.
+// TPM configuration node: where the TPM is. Also serves the editor's "Read TPM identity" button, to users
+// who may change the flows only (it opens a device or a socket on the runtime's machine).
 import type { Request, Response } from "express";
 import type { NodeAPI } from "node-red";
-import type { TpmConnectionSpec } from "../tpm/index.js";
-import {
-  connectionSpecOf,
-  readTpmIdentity,
-  type TpmConfigNode,
-  type TpmNodeDef,
-} from "./shared/tpm-config.js";
-
-/** The editor sends the fields as typed: resolve "${VAR}" the way the runtime does for deployed nodes. */
-function withEnvironment(fields: Record<string, unknown>): Record<string, unknown> {
-  const resolved: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(fields)) {
-    const match = typeof value === "string" ? /^\$\{(\S+)\}$/.exec(value) : null;
-    resolved[name] = match?.[1] !== undefined ? (process.env[match[1]] ?? value) : value;
-  }
-  return resolved;
-}
+import { connectionSpecOf, type TpmConfigNode, type TpmNodeDef } from "./shared/tpm-config.js";
+import { answerIdentityRequest } from "./shared/tpm-identity-request.js";
 
 export = function register(RED: NodeAPI): void {
   function AzureIotTpmNode(this: TpmConfigNode, def: TpmNodeDef): void {
@@ -29,21 +15,20 @@ export = function register(RED: NodeAPI): void {
 
   RED.httpAdmin.post(
     "/azure-iot-tpm/identity",
-    RED.auth.needsPermission("azure-iot-tpm.read"),
+    RED.auth.needsPermission("azure-iot-tpm.write"),
     (req: Request, res: Response) => {
-      let spec: TpmConnectionSpec;
-      try {
-        spec = connectionSpecOf(withEnvironment((req.body ?? {}) as Record<string, unknown>));
-      } catch (error) {
-        res.status(400).json({ message: (error as Error).message });
-        return;
-      }
-      readTpmIdentity(spec).then(
-        (identity) => res.json(identity),
-        (error: unknown) => {
-          RED.log.warn(`azure-iot-tpm: reading the TPM identity failed: ${(error as Error).message}`);
-          res.status(502).json({ message: (error as Error).message });
+      const fields = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<
+        string,
+        unknown
+      >;
+      answerIdentityRequest(fields, (name) => process.env[name]).then(
+        (answer) => {
+          if (answer.logDetail) {
+            RED.log.warn(`azure-iot-tpm: reading the TPM identity failed: ${answer.logDetail}`);
+          }
+          res.status(answer.status).json(answer.body);
         },
+        () => res.status(500).json({ message: "reading the TPM identity failed" }),
       );
     },
   );

@@ -17,6 +17,8 @@ export interface NodeRedOptions {
   env?: Record<string, string>;
   /** Bound for "Started flows" plus an HTTP 200 on the editor. */
   startTimeoutMs?: number;
+  /** More settings, as JavaScript properties of the settings object (e.g. an `adminAuth: {...},` entry). */
+  extraSettings?: string;
 }
 
 export interface NodeRedProcess {
@@ -52,7 +54,7 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
-function settingsFile(packageDir: string, port: number): string {
+function settingsFile(packageDir: string, port: number, extraSettings = ""): string {
   return `// Written by the editor end-to-end test.
 module.exports = {
   uiHost: "127.0.0.1",
@@ -66,6 +68,7 @@ module.exports = {
   diagnostics: { enabled: false },
   runtimeState: { enabled: false },
   externalModules: { autoInstall: false, palette: { allowInstall: false } },
+  ${extraSettings}
 };
 `;
 }
@@ -100,7 +103,10 @@ async function waitUntilServing(url: string, child: ChildProcess, output: () => 
 export async function startNodeRed(options: NodeRedOptions): Promise<NodeRedProcess> {
   const userDir = await mkdtemp(join(tmpdir(), "provisio-e2e-node-red-"));
   const port = await freeLoopbackPort();
-  await writeFile(join(userDir, "settings.js"), settingsFile(options.packageDir, port));
+  await writeFile(
+    join(userDir, "settings.js"),
+    settingsFile(options.packageDir, port, options.extraSettings),
+  );
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   // The test runner's own variables would make a node:test child report into this test's stream.
   delete env.NODE_TEST_CONTEXT;

@@ -18,7 +18,8 @@ export interface DeviceUser {
 export interface DeviceConfigNode extends Node {
   /** Adds a user; the session is made on the first one. Returns an error when the configuration is unusable. */
   register(user: DeviceUser): Error | undefined;
-  deregister(user: DeviceUser): void;
+  /** Removes a user; `removed` (the flow node was deleted, not redeployed) closes the session after the last. */
+  deregister(user: DeviceUser, removed: boolean): Promise<void>;
   /** The session, when the configuration is usable. */
   readonly session: DeviceSession | undefined;
   /** Translates a status key ("azure-iot.status.*") for status texts. */

@@ -23,9 +23,8 @@ export function attachToDevice(
   const registered: DeviceUser = { ...user, node };
   const problem = device.register(registered);
   if (problem) node.error(`device configuration "${device.name || device.id}": ${problem.message}`);
-  node.on("close", (_removed: boolean, done: () => void) => {
-    device.deregister(registered);
-    done();
+  node.on("close", (removed: boolean, done: () => void) => {
+    void device.deregister(registered, removed).then(done);
   });
   return { device, problem };
 }

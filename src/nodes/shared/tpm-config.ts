@@ -25,10 +25,17 @@ export interface TpmIdentity {
 
 const IDENTITY_TIMEOUT_MS = 10_000;
 
+/** /dev/tpm0, /dev/tpmrm0, ...: the only device paths a TPM lives at on Linux. */
+export const TPM_DEVICE_PATH = /^\/dev\/tpm(rm)?\d{1,3}$/;
+
 export function connectionSpecOf(def: Partial<TpmNodeDef>): TpmConnectionSpec {
   const kind = def.kind ?? "device";
   if (kind === "device") {
     const path = (def.devicePath ?? "").trim();
+    // Our TPM client writes commands to this path: never to anything but a TPM.
+    if (path && !TPM_DEVICE_PATH.test(path)) {
+      throw new ConfigurationError("the device path must be a TPM device: /dev/tpmrm<N> or /dev/tpm<N>");
+    }
     return path ? { kind, path } : { kind };
   }
   if (kind !== "swtpm" && kind !== "mssim")
