@@ -173,7 +173,7 @@ export function validateTwinPatch(patch: unknown): Record<string, unknown> {
     const kind = patch === null ? "null" : Array.isArray(patch) ? "an array" : typeof patch;
     throw new ValidationError(`a twin patch must be an object of property names to values, not ${kind}`);
   }
-  validateTwinObject(patch as Record<string, unknown>, "");
+  validateTwinObject(patch as Record<string, unknown>, "", new Set([patch]));
   const depth = twinDepth(patch);
   if (depth > Limits.twinDepth) {
     throw new ValidationError(
@@ -189,15 +189,19 @@ export function validateTwinPatch(patch: unknown): Record<string, unknown> {
   return patch as Record<string, unknown>;
 }
 
-function validateTwinObject(object: Record<string, unknown>, prefix: string): void {
+/** `ancestors`: the objects above this one, so that a circular value is named instead of overflowing the stack. */
+function validateTwinObject(object: Record<string, unknown>, prefix: string, ancestors: Set<object>): void {
   for (const [key, value] of Object.entries(object)) {
     const path = prefix + key;
     validateTwinKey(key, path);
-    validateTwinValue(value, path);
+    validateTwinValue(value, path, ancestors);
   }
 }
 
-function validateTwinValue(value: unknown, path: string): void {
+function validateTwinValue(value: unknown, path: string, ancestors: Set<object>): void {
+  if (typeof value === "object" && value !== null && ancestors.has(value)) {
+    throw new ValidationError(`twin property "${path}" refers back to an object that contains it (circular)`);
+  }
   if (value === null || typeof value === "boolean") return;
   if (typeof value === "string") {
     if (Buffer.byteLength(value) > Limits.twinStringValueBytes) {
@@ -212,11 +216,15 @@ function validateTwinValue(value: unknown, path: string): void {
     return;
   }
   if (Array.isArray(value)) {
-    value.forEach((item, index) => validateTwinValue(item, `${path}[${index}]`));
+    ancestors.add(value);
+    value.forEach((item, index) => validateTwinValue(item, `${path}[${index}]`, ancestors));
+    ancestors.delete(value);
     return;
   }
   if (typeof value === "object" && !Buffer.isBuffer(value)) {
-    validateTwinObject(value as Record<string, unknown>, `${path}.`);
+    ancestors.add(value);
+    validateTwinObject(value as Record<string, unknown>, `${path}.`, ancestors);
+    ancestors.delete(value);
     return;
   }
   throw new ValidationError(

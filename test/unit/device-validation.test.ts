@@ -96,6 +96,20 @@ describe("twin keys", () => {
 });
 
 describe("twin patches", () => {
+  it("names a circular value instead of overflowing the stack; a shared (non-circular) object is fine", () => {
+    const loop: Record<string, unknown> = { a: 1 };
+    loop.self = loop;
+    assert.throws(
+      () => validateTwinPatch({ outer: loop }),
+      (error: Error) => error instanceof ValidationError && /"outer\.self" .*circular/.test(error.message),
+    );
+    const list: unknown[] = [];
+    list.push({ back: list });
+    assert.throws(() => validateTwinPatch({ list }), /circular/);
+    const shared = { x: 1 };
+    assert.doesNotThrow(() => validateTwinPatch({ one: shared, two: shared }));
+  });
+
   it("accepts a plain object, with null meaning delete", () => {
     const patch = {
       firmware: "1.0",
