@@ -69,7 +69,7 @@ export function checkConfig(config: DeviceSessionConfig): void {
           "an X.509 attestation needs the device certificate and its private key (PEM)",
         );
       }
-      checkPrivateKey(attestation.key, attestation.passphrase);
+      readablePrivateKey(attestation.key, attestation.passphrase);
       break;
     default:
       throw new ConfigurationError(
@@ -78,10 +78,15 @@ export function checkConfig(config: DeviceSessionConfig): void {
   }
 }
 
-/** A private key that cannot be opened fails here, named, instead of at every TLS handshake. */
-function checkPrivateKey(key: string, passphrase: string | undefined): void {
+/**
+ * The private key as an unencrypted PEM, kept in memory only. Decrypted here once because not every SDK
+ * transport passes a passphrase on to TLS (the AMQP base copies only cert, key and ca). A key that cannot be
+ * opened fails here, named, instead of at every TLS handshake.
+ */
+function readablePrivateKey(key: string, passphrase: string | undefined): string {
   try {
-    createPrivateKey(passphrase ? { key, passphrase } : { key });
+    const opened = createPrivateKey(passphrase ? { key, passphrase } : { key });
+    return passphrase ? opened.export({ type: "pkcs8", format: "pem" }).toString() : key;
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     const encrypted = /ENCRYPTED/.test(key);
@@ -138,10 +143,16 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
           kind: "x509",
           registrationId: attestation.registrationId,
           cert: attestation.cert,
-          key: attestation.key,
-          ...(attestation.passphrase ? { passphrase: attestation.passphrase } : {}),
+          key: privateKey(),
         };
     }
+  };
+
+  let plainKey: string | undefined;
+  const privateKey = (): string => {
+    if (attestation.kind !== "x509") throw new ConfigurationError("not an X.509 attestation");
+    plainKey ??= readablePrivateKey(attestation.key, attestation.passphrase);
+    return plainKey;
   };
 
   const symmetricKey = (): string => {
@@ -158,12 +169,7 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
       case "symmetricKey":
         return { kind: "symmetricKey", key: symmetricKey() };
       case "x509":
-        return {
-          kind: "x509",
-          cert: attestation.cert,
-          key: attestation.key,
-          ...(attestation.passphrase ? { passphrase: attestation.passphrase } : {}),
-        };
+        return { kind: "x509", cert: attestation.cert, key: privateKey() };
     }
   };
 

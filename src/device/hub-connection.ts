@@ -16,7 +16,7 @@ import { withDeadline } from "./deadline.js";
 
 export type HubCredentials =
   | { kind: "symmetricKey"; key: string }
-  | { kind: "x509"; cert: string; key: string; passphrase?: string }
+  | { kind: "x509"; cert: string; key: string }
   | { kind: "tpm"; signer: TpmSigner };
 
 export interface HubIdentity {
@@ -76,7 +76,6 @@ function authenticationProvider(identity: HubIdentity, credentials: HubCredentia
       return X509AuthenticationProvider.fromX509Options(identity.deviceId, identity.assignedHub, {
         cert: credentials.cert,
         key: credentials.key,
-        ...(credentials.passphrase ? { passphrase: credentials.passphrase } : {}),
       });
     case "tpm":
       return new TpmAuthenticationProvider(

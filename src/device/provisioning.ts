@@ -22,7 +22,7 @@ import { DEFAULT_PORTS, isOpaqueConnectionFailure, tlsProblem } from "./tls-diag
 /** What the device proves itself with, in the form the SDK's security clients take. */
 export type ProvisioningSecurity =
   | { kind: "symmetricKey"; registrationId: string; deviceKey: string }
-  | { kind: "x509"; registrationId: string; cert: string; key: string; passphrase?: string }
+  | { kind: "x509"; registrationId: string; cert: string; key: string }
   | { kind: "tpm"; registrationId: string; client: TpmSecurityClient };
 
 export interface ProvisioningRequest {
@@ -181,7 +181,6 @@ function buildSecurityClient(
       return new X509Security(security.registrationId, {
         cert: security.cert,
         key: security.key,
-        ...(security.passphrase ? { passphrase: security.passphrase } : {}),
         ...(request.ca ? { ca: request.ca } : {}),
       });
     case "tpm":

@@ -1,6 +1,7 @@
 // DeviceSession against the local emulator (real TLS, AMQP and the unmodified Azure SDK on 127.0.0.1):
 // a symmetric-key device provisions, connects, sends telemetry, reports properties, follows the twin
 // across a dropped connection, and replays telemetry queued while it was offline.
+import { createPrivateKey } from "node:crypto";
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -109,9 +110,12 @@ describe("device session against the emulator", () => {
   }
 
   /** An individually enrolled symmetric-key device's session, started and connected (over AMQP). */
-  async function connectedSymmetricKeySession(registrationId: string): Promise<DeviceSession> {
+  async function connectedSymmetricKeySession(
+    registrationId: string,
+    options: DeviceSessionConfig["options"] = {},
+  ): Promise<DeviceSession> {
     const key = enrolIndividual(registrationId);
-    const session = sessionFor({ kind: "symmetricKey", registrationId, key });
+    const session = sessionFor({ kind: "symmetricKey", registrationId, key }, { options });
     session.start();
     await waitForState(session, "connected");
     return session;
@@ -344,6 +348,60 @@ describe("device session against the emulator", () => {
       assert.equal(typeof (await session.reportProperties({ attestation: "x509" })), "number");
     });
   }
+  for (const transport of ["amqp", "https", "mqtt"] as const) {
+    it(`an X.509 device with an encrypted private key uses its passphrase for DPS over ${transport} and the hub`, async () => {
+      const registrationId = `session-x509-encrypted-${transport}`;
+      const device = createTestPki().issueClientCert(registrationId, { selfSigned: true });
+      const passphrase = "correct horse battery staple";
+      const encryptedKey = createPrivateKey(device.key)
+        .export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase })
+        .toString();
+      emulator.dps.store.putIndividualEnrollment({
+        registrationId,
+        attestation: {
+          type: "x509",
+          x509: { clientCertificates: { primary: { certificate: device.cert } } },
+        },
+      });
+      const session = sessionFor(
+        { kind: "x509", registrationId, cert: device.cert, key: encryptedKey, passphrase },
+        { dps: emulatorDps(transport) },
+      );
+      session.start();
+      await waitForState(session, "connected");
+      await session.sendTelemetry({ attested: "x509, encrypted key" });
+      await session.close();
+      assert.throws(
+        () =>
+          sessionFor(
+            { kind: "x509", registrationId, cert: device.cert, key: encryptedKey, passphrase: "wrong" },
+            { dps: emulatorDps(transport) },
+          ),
+        (error: Error) =>
+          error.name === "ConfigurationError" &&
+          /wrong passphrase/.test(error.message) &&
+          !error.message.includes('wrong"') &&
+          !error.message.includes("PRIVATE KEY"),
+      );
+    });
+  }
+
+  it("a telemetry link the hub detaches is noticed at once, not at the 30 s acknowledgement timeout", async () => {
+    const registrationId = "session-sym-detach-telemetry";
+    const session = await connectedSymmetricKeySession(registrationId, { telemetryAckTimeoutMs: 30_000 });
+    await session.sendTelemetry("before", { messageId: "before" });
+    const started = Date.now();
+    const lost = waitForState(session, "disconnected");
+    assert.ok(emulator.hub.faults.detachLink(emulator.endpoints.hub.hostName, registrationId, "telemetry"));
+    await lost;
+    assert.ok(Date.now() - started < 3_000, `noticed after ${Date.now() - started} ms`);
+    await session.sendTelemetry("after", { messageId: "after" });
+    const ids = emulator.hub.service
+      .recentTelemetry(emulator.endpoints.hub.hostName, registrationId)
+      .map((r) => r.systemProperties.messageId);
+    assert.deepEqual(ids, ["before", "after"]);
+  });
+
   for (const fault of ["throttled", "quota-exceeded"] as const) {
     it(`telemetry the hub refuses as ${fault} waits and is sent again in order; the session stays connected`, async () => {
       const registrationId = `session-sym-${fault}`;

@@ -24,6 +24,16 @@ export interface Fault {
   recoveryBoundMs?: number;
 }
 
+/** A fault that is done in one step: it has cleared as soon as it is made. */
+function instant(
+  action: (world: FaultWorld, device: DeviceUnderTest, deviceId: string) => void,
+): Fault["inject"] {
+  return (world, device, deviceId) => {
+    action(world, device, deviceId);
+    return Promise.resolve();
+  };
+}
+
 export const FAULTS: Fault[] = [
   {
     name: "emulator killed and restarted on the same data and ports",
@@ -33,32 +43,32 @@ export const FAULTS: Fault[] = [
   },
   {
     name: "connection dropped by the hub",
-    inject: async (world, _device, id) => {
+    inject: instant((world, _device, id) => {
       assert.ok(world.emulator.hub.faults.dropConnection(world.hubHostName, id), "the device was connected");
-    },
+    }),
     noticed: true,
     maxDuplicates: 1,
   },
   {
     name: "telemetry link detached",
-    inject: async (world, _device, id) => {
+    inject: instant((world, _device, id) => {
       assert.ok(world.emulator.hub.faults.detachLink(world.hubHostName, id, "telemetry"));
-    },
+    }),
     noticed: true,
     maxDuplicates: 1,
   },
   {
     name: "twin link detached",
-    inject: async (world, _device, id) => {
+    inject: instant((world, _device, id) => {
       assert.ok(world.emulator.hub.faults.detachLink(world.hubHostName, id, "twin"));
-    },
+    }),
     noticed: true,
     maxDuplicates: 1,
   },
   {
     name: "throttling",
     inject: async (world) => {
-      world.emulator.hub.faults.throttleNext(10);
+      world.emulator.hub.faults.throttleNext(5);
       await sleep(1_000);
     },
     noticed: false,
@@ -76,20 +86,21 @@ export const FAULTS: Fault[] = [
   },
   {
     name: "tokens rejected twice, then accepted",
-    inject: async (world, _device, id) => {
+    inject: instant((world, _device, id) => {
       world.emulator.hub.faults.rejectNextTokens(2);
       assert.ok(world.emulator.hub.faults.dropConnection(world.hubHostName, id));
-    },
+    }),
     noticed: true,
     maxDuplicates: 1,
-    // Two refusals, each waited out with backoff, before the accepted token.
-    recoveryBoundMs: 2 * SUITE_BACKOFF.maxDelayMs + 2_000 + 2_000,
+    // Two refusals, each waited out with backoff and followed by a DPS registration (the emulator has DPS
+    // poll after 1 s), before the accepted token.
+    recoveryBoundMs: 2 * SUITE_BACKOFF.maxDelayMs + 2 * 3_000 + 2_000,
   },
   {
     name: "TCP reset",
-    inject: async (world) => {
+    inject: instant((world) => {
       world.proxy.resetAll();
-    },
+    }),
     noticed: true,
     maxDuplicates: 1,
   },
@@ -115,9 +126,9 @@ export const FAULTS: Fault[] = [
   },
   {
     name: "stop() then start() without awaiting",
-    inject: async (_world, device) => {
+    inject: instant((_world, device) => {
       device.stopThenStart();
-    },
+    }),
     noticed: true,
     maxDuplicates: 1,
   },

@@ -1,7 +1,12 @@
 // What the device config node holds, turned into a device session configuration.
 import { readFileSync } from "node:fs";
 import type { NodeDef } from "node-red";
-import { ConfigurationError, type AttestationConfig, type DeviceSessionConfig } from "../../device/index.js";
+import {
+  ConfigurationError,
+  ExponentialBackoff,
+  type AttestationConfig,
+  type DeviceSessionConfig,
+} from "../../device/index.js";
 import type { DpsConfigNode } from "./dps-config.js";
 import type { TpmConfigNode } from "./tpm-config.js";
 
@@ -16,6 +21,10 @@ export interface DeviceNodeDef extends NodeDef {
   payload: string;
   outboxLimit: string | number;
   outboxOverflow: "drop-oldest" | "reject-new";
+  /** Seconds the hub may take to accept a telemetry message before it is sent again. Default 30. */
+  ackTimeout?: string | number;
+  /** Longest wait between reconnect attempts, in seconds. Default 60. */
+  maxRetryDelay?: string | number;
 }
 
 export interface DeviceCredentials {
@@ -95,7 +104,26 @@ export function sessionConfigOf(
     outboxCapacity: Number.isInteger(outboxCapacity) && outboxCapacity > 0 ? outboxCapacity : 1000,
     outboxOverflow: def.outboxOverflow === "reject-new" ? "reject-new" : "drop-oldest",
   };
+  const ackTimeout = seconds(def.ackTimeout, "acknowledgement timeout");
+  if (ackTimeout !== undefined) config.options.telemetryAckTimeoutMs = ackTimeout;
+  const maxRetryDelay = seconds(def.maxRetryDelay, "longest retry delay");
+  if (maxRetryDelay !== undefined) {
+    config.options.backoff = new ExponentialBackoff({
+      maxDelayMs: maxRetryDelay,
+      initialDelayMs: Math.min(1_000, maxRetryDelay),
+    });
+  }
   return config;
+}
+
+/** An optional field in seconds, as milliseconds; empty means the default. */
+function seconds(value: string | number | undefined, what: string): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < 1 || parsed > 3_600) {
+    throw new ConfigurationError(`the ${what} must be a number of seconds from 1 to 3600`);
+  }
+  return Math.round(parsed * 1000);
 }
 
 function readPem(path: string | undefined, what: string): string | undefined {
