@@ -133,7 +133,7 @@ module.exports = {
     const flow = JSON.parse(readFileSync(join(root, "examples", "end-to-end demo.json"), "utf8"));
     const credentials = {};
     if (device.key) {
-      const node = flow.find((n) => n.type === "azure-iot-device");
+      const node = flow.find((n) => n.type === "provisio-azure-device");
       Object.assign(node, { attestation: "symmetricKey", registrationId: device.registrationId, tpm: "" });
       credentials[node.id] = { symmetricKey: device.key };
     }

@@ -137,7 +137,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType<DeviceNode, DeviceNodeDef, unknown, DeviceCredentials>(
-    "azure-iot-device",
+    "provisio-azure-device",
     AzureIotDeviceNode,
     {
       credentials: {

@@ -55,5 +55,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-provision", AzureIotProvisionNode);
+  RED.nodes.registerType("provisio-azure-provision", AzureIotProvisionNode);
 };

@@ -41,5 +41,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-telemetry", AzureIotTelemetryNode);
+  RED.nodes.registerType("provisio-azure-telemetry", AzureIotTelemetryNode);
 };

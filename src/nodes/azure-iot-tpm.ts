@@ -25,11 +25,11 @@ export = function register(RED: NodeAPI): void {
     this.connectionSpec = () => connectionSpecOf(def);
   }
 
-  RED.nodes.registerType("azure-iot-tpm", AzureIotTpmNode);
+  RED.nodes.registerType("provisio-azure-tpm", AzureIotTpmNode);
 
   RED.httpAdmin.post(
-    "/azure-iot-tpm/identity",
-    RED.auth.needsPermission("azure-iot-tpm.read"),
+    "/provisio-azure-tpm/identity",
+    RED.auth.needsPermission("provisio-azure-tpm.read"),
     (req: Request, res: Response) => {
       let spec: TpmConnectionSpec;
       try {
@@ -41,7 +41,7 @@ export = function register(RED: NodeAPI): void {
       readTpmIdentity(spec).then(
         (identity) => res.json(identity),
         (error: unknown) => {
-          RED.log.warn(`azure-iot-tpm: reading the TPM identity failed: ${(error as Error).message}`);
+          RED.log.warn(`provisio-azure-tpm: reading the TPM identity failed: ${(error as Error).message}`);
           res.status(502).json({ message: (error as Error).message });
         },
       );

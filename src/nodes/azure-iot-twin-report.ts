@@ -32,5 +32,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-twin-report", AzureIotTwinReportNode);
+  RED.nodes.registerType("provisio-azure-twin-report", AzureIotTwinReportNode);
 };

@@ -12,7 +12,7 @@ describe("TPM identity admin endpoint", () => {
     tpm = await startTestTpm();
     await startServer();
     await loadFlow([
-      { id: "tpm1", type: "azure-iot-tpm", kind: "swtpm", host: "127.0.0.1", port: 1, ctrlPort: 2 },
+      { id: "tpm1", type: "provisio-azure-tpm", kind: "swtpm", host: "127.0.0.1", port: 1, ctrlPort: 2 },
     ]);
   });
 
@@ -24,7 +24,7 @@ describe("TPM identity admin endpoint", () => {
   it("returns the registration id and EK of the TPM under test, with an enrollment command", async () => {
     const response = await helper
       .request()
-      .post("/azure-iot-tpm/identity")
+      .post("/provisio-azure-tpm/identity")
       .send({
         kind: "swtpm",
         host: "127.0.0.1",
@@ -51,13 +51,13 @@ describe("TPM identity admin endpoint", () => {
   it("answers 400 for a malformed request and 502 when the TPM cannot be reached", async () => {
     const bad = await helper
       .request()
-      .post("/azure-iot-tpm/identity")
+      .post("/provisio-azure-tpm/identity")
       .send({ kind: "swtpm", port: "many" })
       .expect(400);
     assert.match((bad.body as { message: string }).message, /port/);
     const unreachable = await helper
       .request()
-      .post("/azure-iot-tpm/identity")
+      .post("/provisio-azure-tpm/identity")
       .send({ kind: "device", devicePath: "/dev/no-such-tpm" })
       .expect(502);
     assert.match((unreachable.body as { message: string }).message, /no such device/);
