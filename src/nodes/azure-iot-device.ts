@@ -12,7 +12,7 @@ import {
 import { sessionConfigOf, type DeviceCredentials, type DeviceNodeDef } from "./shared/device-config.js";
 import type { DeviceConfigNode, DeviceUser } from "./shared/device-user.js";
 import type { DpsConfigNode } from "./shared/dps-config.js";
-import { translate } from "./shared/messages.js";
+import { errorText, localized, translate } from "./shared/messages.js";
 import { statusFor } from "./shared/status.js";
 import type { TpmConfigNode } from "./shared/tpm-config.js";
 
@@ -59,7 +59,7 @@ export = function register(RED: NodeAPI): void {
         if (store) config.options = { ...config.options, registrationStore: store };
         session = new DeviceSession(config);
       } catch (error) {
-        configError = error instanceof Error ? error : new Error(String(error));
+        configError = localized(RED, error instanceof Error ? error : new Error(String(error)));
         return undefined;
       }
       session.on("state", (event) => {
@@ -72,9 +72,7 @@ export = function register(RED: NodeAPI): void {
       session.on("twin", (desired) => users.forEach((user) => safely(() => user.onTwin?.(desired))));
       session.on("desired", (patch) => users.forEach((user) => safely(() => user.onDesired?.(patch))));
       session.on("dropped", (drop) =>
-        node.warn(
-          `telemetry outbox full (${drop.outboxSize}): ${drop.droppedTotal} message(s) dropped so far`,
-        ),
+        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal })),
       );
       session.on("warning", (error) => node.debug(describeError(error)));
       return session;
@@ -84,7 +82,7 @@ export = function register(RED: NodeAPI): void {
       try {
         action();
       } catch (error) {
-        node.error(`a flow node failed handling a device event: ${describeError(error)}`);
+        node.error(errorText(RED, "flowNodeFailed", { reason: describeError(error) }));
       }
     }
 
@@ -129,7 +127,7 @@ export = function register(RED: NodeAPI): void {
       current.close().then(
         () => done(),
         (error: unknown) => {
-          node.warn(`closing the device session: ${describeError(error)}`);
+          node.warn(errorText(RED, "closing", { reason: describeError(error) }));
           done();
         },
       );

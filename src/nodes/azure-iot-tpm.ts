@@ -8,6 +8,7 @@ import {
   type TpmConfigNode,
   type TpmNodeDef,
 } from "./shared/tpm-config.js";
+import { errorText, localized } from "./shared/messages.js";
 
 /** The editor sends the fields as typed: resolve "${VAR}" the way the runtime does for deployed nodes. */
 function withEnvironment(fields: Record<string, unknown>): Record<string, unknown> {
@@ -35,13 +36,15 @@ export = function register(RED: NodeAPI): void {
       try {
         spec = connectionSpecOf(withEnvironment((req.body ?? {}) as Record<string, unknown>));
       } catch (error) {
-        res.status(400).json({ message: (error as Error).message });
+        res.status(400).json({ message: localized(RED, error as Error).message });
         return;
       }
       readTpmIdentity(spec).then(
         (identity) => res.json(identity),
         (error: unknown) => {
-          RED.log.warn(`provisio-azure-tpm: reading the TPM identity failed: ${(error as Error).message}`);
+          RED.log.warn(
+            `provisio-azure-tpm: ${errorText(RED, "readIdentity", { reason: (error as Error).message })}`,
+          );
           res.status(502).json({ message: (error as Error).message });
         },
       );

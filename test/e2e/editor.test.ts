@@ -115,6 +115,56 @@ function catalogueText(nodeSet: string, key: string): string {
   return text as string;
 }
 
+/** Every text of a node set's catalogue by dotted key, in each language we ship. */
+function catalogueTexts(nodeSet: string): Record<string, string[]> {
+  const texts: Record<string, string[]> = {};
+  const walk = (at: unknown, prefix: string): void => {
+    if (typeof at === "string") (texts[prefix] ??= []).push(at);
+    else
+      for (const [key, value] of Object.entries(at as object)) walk(value, prefix ? `${prefix}.${key}` : key);
+  };
+  for (const language of ["en-US", "de", "ja"]) {
+    walk(
+      JSON.parse(readFileSync(join(repoRoot, "nodes", "locales", language, `${nodeSet}.json`), "utf8")),
+      "",
+    );
+  }
+  return texts;
+}
+
+/**
+ * What the open edit tray cuts off: a select option (in any of our languages, measured in the select's own
+ * font) wider than its select, or a form label with a word wider than the label.
+ */
+async function cutTexts(page: Page, nodeSet: string): Promise<string[]> {
+  return page.evaluate((texts) => {
+    const problems: string[] = [];
+    const tray = document.querySelectorAll(".red-ui-tray");
+    const form = tray[tray.length - 1];
+    const measure = document.createElement("canvas").getContext("2d")!;
+    for (const select of Array.from(form.querySelectorAll<HTMLSelectElement>(".form-row select"))) {
+      if (select.offsetParent === null) continue; // a row hidden for the current choice
+      const style = getComputedStyle(select);
+      measure.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+      // Room for the text: the select less its padding and the drop-down arrow.
+      const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;
+      for (const option of Array.from(select.options)) {
+        const key = option.getAttribute("data-i18n");
+        for (const text of key ? (texts[key] ?? [option.text]) : [option.text]) {
+          const width = measure.measureText(text).width;
+          if (width > room) problems.push(`#${select.id}: "${text}" needs ${Math.ceil(width)} px of ${room}`);
+        }
+      }
+    }
+    for (const label of Array.from(form.querySelectorAll<HTMLLabelElement>(".form-row > label"))) {
+      if (label.offsetParent === null) continue;
+      if (label.scrollWidth > label.clientWidth + 1)
+        problems.push(`label "${label.innerText.trim()}" is cut`);
+    }
+    return problems;
+  }, catalogueTexts(nodeSet));
+}
+
 /** The part of the editor's global `RED` that the page functions below use (they run in the browser). */
 declare const RED: {
   nodes: {
@@ -379,6 +429,16 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     await canvasNode(page, await nodeIdOfType(page, "provisio-azure-provision")).waitFor({
       state: "visible",
     });
+    // Nodes are placed by their centre: a long comment placed too far left is cut off by the canvas edge.
+    const offCanvas = await page.evaluate(() => {
+      const cut: string[] = [];
+      RED.nodes.eachNode((n) => {
+        const node = n as unknown as { type: string; name?: string; x: number; w?: number };
+        if (node.w !== undefined && node.x - node.w / 2 < 0) cut.push(`${node.type} "${node.name ?? ""}"`);
+      });
+      return cut;
+    });
+    assert.deepEqual(offCanvas, [], "every node of the demo is fully on the canvas");
     await saveScreenshot(page, artifactsDir, "4-demo-imported");
   });
 
@@ -396,6 +456,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
         shown.includes(editor.shows),
         `${editor.field} shows ${editor.shows} (got ${shown.join(" / ")})`,
       );
+      assert.deepEqual(await cutTexts(page, nodeSetOf(editor.type)), [], "nothing in the dialog is cut off");
       // The tray's book button brings the help sidebar to the front, on this node's help.
       await page
         .locator(".red-ui-tray")

@@ -99,6 +99,30 @@ describe("node errors reach a Catch node", () => {
     assert.match((await caught).error.message, /0ne/);
   });
 
+  it("a ${VAR} that is not set is reported by its name, not as a bad value", async () => {
+    const unset = "PROVISIO_TEST_UNSET_TPM_PORT";
+    assert.equal(process.env[unset], undefined);
+    const flow = flowWith(
+      [{ id: "telemetry", type: "provisio-azure-telemetry", device: "device", wires: [] }],
+      { attestation: "tpm", tpm: "tpm", registrationId: "" },
+    );
+    flow.push({
+      id: "tpm",
+      type: "provisio-azure-tpm",
+      kind: "swtpm",
+      host: "127.0.0.1",
+      port: `\${${unset}}`,
+      ctrlPort: 2322,
+    });
+    await loadFlow(flow);
+    assert.ok(statusSpy("telemetry").calledWithMatch({ fill: "red" }));
+    const caught = nextMessage<CaughtMessage>("caught");
+    getNode("telemetry").receive({ payload: 1 });
+    const { message } = (await caught).error;
+    assert.match(message, new RegExp(`environment variable ${unset} is not set$`));
+    assert.doesNotMatch(message, /65535/);
+  });
+
   it("a flow node without a device configuration says so", async () => {
     await loadFlow(flowWith([{ id: "telemetry", type: "provisio-azure-telemetry", device: "", wires: [] }]));
     assert.ok(statusSpy("telemetry").calledWithMatch({ fill: "red", shape: "ring" }));
