@@ -48,13 +48,22 @@ describe("TPM identity admin endpoint", () => {
     assert.ok(identity.enrollmentCommand.includes("--attestation-type tpm"));
   });
 
-  it("answers 400 for a malformed request and 502 when the TPM cannot be reached", async () => {
+  it("answers 400 for a malformed request or an unset variable, 502 when the TPM cannot be reached", async () => {
     const bad = await helper
       .request()
       .post("/provisio-azure-tpm/identity")
       .send({ kind: "swtpm", port: "many" })
       .expect(400);
     assert.match((bad.body as { message: string }).message, /port/);
+    const unset = await helper
+      .request()
+      .post("/provisio-azure-tpm/identity")
+      .send({ kind: "swtpm", host: "127.0.0.1", port: "${PROVISIO_TEST_UNSET_PORT}", ctrlPort: 2322 })
+      .expect(400);
+    assert.equal(
+      (unset.body as { message: string }).message,
+      "environment variable PROVISIO_TEST_UNSET_PORT is not set",
+    );
     const unreachable = await helper
       .request()
       .post("/provisio-azure-tpm/identity")
