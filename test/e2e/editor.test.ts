@@ -396,6 +396,24 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     await saveScreenshot(page, artifactsDir, "1-palette");
   });
 
+  it("Node-RED serves our German and Japanese texts and help to an editor in that language", async () => {
+    for (const [language, readIdentity, helpPhrase] of [
+      ["de", "TPM-Identität lesen", "Der TPM-Nachweis legt keinen Schlüssel"],
+      ["ja", "TPM の ID を読み取る", "TPM 構成証明ではディスクに鍵を置きません"],
+    ]) {
+      const catalogs = await fetch(`${nodeRed!.url}/nodes/messages?lng=${language}`);
+      assert.equal(catalogs.status, 200);
+      const ours = (
+        (await catalogs.json()) as Record<string, Record<string, { identity?: { read?: string } }>>
+      )[`${MODULE_NAME}/azure-iot-tpm`];
+      assert.equal(ours?.["azure-iot-tpm"]?.identity?.read, readIdentity, `${language} catalog`);
+      const nodeHtml = await fetch(`${nodeRed!.url}/nodes`, {
+        headers: { Accept: "text/html", "Accept-Language": language },
+      });
+      assert.ok((await nodeHtml.text()).includes(helpPhrase), `${language} help of provisio-azure-tpm`);
+    }
+  });
+
   it("Import > Examples lists our five example flows, and imports the end-to-end demo", async () => {
     assert.equal(exampleNames.length, 5, "the repository has five example flows");
     await page.locator("#red-ui-header-button-sidemenu").click();
