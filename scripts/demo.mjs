@@ -168,7 +168,7 @@ function startNodeRed(userDir, env) {
   const exited = new Promise((resolve) => child.once("exit", resolve));
   // Node-RED logs a port it cannot listen on; say which variable moves it.
   const portInUse = (chunk) => {
-    if (/EADDRINUSE|port .* in use/i.test(chunk.toString()))
+    if (/EADDRINUSE|\bin use\b/i.test(chunk.toString()))
       say(`! ${busyPortAdvice("DEMO_EDITOR_PORT", editorPort)}`);
   };
   child.stdout.on("data", portInUse);
