@@ -6,20 +6,30 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { assertPortsFree, busyPortAdvice, demoPorts, DemoPortError, variableOfPort } from "./demo-ports.mjs";
+import { editorListening, watchDevice } from "./demo-watch.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const require = createRequire(import.meta.url);
-const library = require(join(root, "lib", "index.js"));
+/** The built package (lib/), loaded once the ports are known to be free. */
+let library;
 
 const stateDir = join(root, ".demo");
-const editorPort = Number(process.env.DEMO_EDITOR_PORT ?? 1880);
+let demoPortsByVariable;
+try {
+  demoPortsByVariable = demoPorts();
+} catch (error) {
+  process.stdout.write(`demo failed: ${error.message}\n`);
+  process.exit(2);
+}
+const editorPort = demoPortsByVariable.DEMO_EDITOR_PORT;
 const ports = {
-  amqpPort: Number(process.env.DEMO_DPS_AMQP_PORT ?? 25671),
-  httpsPort: Number(process.env.DEMO_DPS_HTTPS_PORT ?? 25443),
-  mqttPort: Number(process.env.DEMO_DPS_MQTT_PORT ?? 28883),
-  hubPort: Number(process.env.DEMO_HUB_PORT ?? 5671),
-  webPort: Number(process.env.DEMO_SERVICE_PORT ?? 25444),
-  uiPort: Number(process.env.DEMO_UI_PORT ?? 8080),
+  amqpPort: demoPortsByVariable.DEMO_DPS_AMQP_PORT,
+  httpsPort: demoPortsByVariable.DEMO_DPS_HTTPS_PORT,
+  mqttPort: demoPortsByVariable.DEMO_DPS_MQTT_PORT,
+  hubPort: demoPortsByVariable.DEMO_HUB_PORT,
+  webPort: demoPortsByVariable.DEMO_SERVICE_PORT,
+  uiPort: demoPortsByVariable.DEMO_UI_PORT,
 };
 const INITIAL_DESIRED = { telemetryInterval: 5 };
 
@@ -133,7 +143,7 @@ module.exports = {
     const flow = JSON.parse(readFileSync(join(root, "examples", "end-to-end demo.json"), "utf8"));
     const credentials = {};
     if (device.key) {
-      const node = flow.find((n) => n.type === "azure-iot-device");
+      const node = flow.find((n) => n.type === "provisio-azure-device");
       Object.assign(node, { attestation: "symmetricKey", registrationId: device.registrationId, tpm: "" });
       credentials[node.id] = { symmetricKey: device.key };
     }
@@ -156,6 +166,13 @@ function startNodeRed(userDir, env) {
   relay(child.stdout);
   relay(child.stderr);
   const exited = new Promise((resolve) => child.once("exit", resolve));
+  // Node-RED logs a port it cannot listen on; say which variable moves it.
+  const portInUse = (chunk) => {
+    if (/EADDRINUSE|\bin use\b/i.test(chunk.toString()))
+      say(`! ${busyPortAdvice("DEMO_EDITOR_PORT", editorPort)}`);
+  };
+  child.stdout.on("data", portInUse);
+  child.stderr.on("data", portInUse);
   child.once("exit", (code) => {
     if (!stopping) {
       say(`Node-RED exited (${code}).`);
@@ -173,6 +190,8 @@ function startNodeRed(userDir, env) {
 }
 
 async function main() {
+  await assertPortsFree(demoPortsByVariable);
+  library = require(join(root, "lib", "index.js"));
   mkdirSync(stateDir, { recursive: true });
   say("Azure IoT demo: swtpm + local DPS and IoT Hub + Node-RED");
   const swtpm = await startTpm();
@@ -186,7 +205,8 @@ async function main() {
 
   const device = await ensureEnrollment(emulator, swtpm);
   const userDir = prepareNodeRed(device);
-  startNodeRed(userDir, {
+  say("  starting Node-RED…");
+  const nodeRed = startNodeRed(userDir, {
     AZURE_IOT_DPS_ENDPOINT: emulator.endpoints.dps.amqp,
     AZURE_IOT_ID_SCOPE: emulator.idScope,
     AZURE_IOT_CA_FILE: emulator.caFile,
@@ -206,10 +226,10 @@ async function main() {
     }),
     { mode: 0o600 },
   );
+  const editorUrl = `http://127.0.0.1:${editorPort}/`;
+  await editorListening(editorUrl, { exited: () => nodeRed.exitCode !== null });
   say("");
-  say(
-    `Node-RED editor:   http://127.0.0.1:${editorPort}/   (tab "Azure IoT demo"; debug sidebar on the right)`,
-  );
+  say(`Node-RED editor:   ${editorUrl}   (tab "Azure IoT demo"; debug sidebar on the right)`);
   if (emulator.ui?.url) say(`Emulator page:     ${emulator.ui.url}`);
   say(`Device:            ${device.registrationId} (${swtpm ? "TPM attestation" : "symmetric key"})`);
   say("");
@@ -219,9 +239,19 @@ async function main() {
   say("  npm run demo:desired -- telemetryInterval=2");
   say("");
   say(`Ctrl+C stops ${swtpm ? "swtpm, " : ""}the emulator and Node-RED.`);
+  say("");
+  say("What the device does:");
+  started.push(
+    watchDevice({ editorUrl, hubService: emulator.hub.service, deviceId: device.registrationId, say }),
+  );
 }
 
 main().catch((error) => {
-  say(`demo failed: ${error.message}`);
+  if (error instanceof DemoPortError) {
+    say(`demo failed: ${error.message}`);
+    process.exit(1);
+  }
+  const variable = error.code === "EADDRINUSE" ? variableOfPort(demoPortsByVariable, error.port) : undefined;
+  say(`demo failed: ${variable ? busyPortAdvice(variable, error.port) : error.message}`);
   void stopAll(1);
 });

@@ -12,7 +12,7 @@ import {
 import { sessionConfigOf, type DeviceCredentials, type DeviceNodeDef } from "./shared/device-config.js";
 import type { DeviceConfigNode, DeviceUser } from "./shared/device-user.js";
 import type { DpsConfigNode } from "./shared/dps-config.js";
-import { translate } from "./shared/messages.js";
+import { errorText, localized, translate } from "./shared/messages.js";
 import { statusFor } from "./shared/status.js";
 import type { TpmConfigNode } from "./shared/tpm-config.js";
 
@@ -58,7 +58,7 @@ export = function register(RED: NodeAPI): void {
         if (store) config.options = { ...config.options, registrationStore: store };
         session = new DeviceSession(config);
       } catch (error) {
-        configError = error instanceof Error ? error : new Error(String(error));
+        configError = localized(RED, error instanceof Error ? error : new Error(String(error)));
         return undefined;
       }
       session.on("state", (event) => {
@@ -71,9 +71,7 @@ export = function register(RED: NodeAPI): void {
       session.on("twin", (desired) => users.forEach((user) => safely(() => user.onTwin?.(desired))));
       session.on("desired", (patch) => users.forEach((user) => safely(() => user.onDesired?.(patch))));
       session.on("dropped", (drop) =>
-        node.warn(
-          `telemetry outbox full (${drop.outboxSize}): ${drop.droppedTotal} message(s) dropped so far`,
-        ),
+        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal })),
       );
       const owned = session;
       session.on("paused", (pause) => {
@@ -88,9 +86,7 @@ export = function register(RED: NodeAPI): void {
       session.on("resumed", () => {
         for (const user of users) user.node.status(statusOf(owned.status));
       });
-      session.on("unsent", (count) =>
-        node.warn(`closing: ${count} telemetry message(s) not yet accepted by IoT Hub were rejected`),
-      );
+      session.on("unsent", (count) => node.warn(errorText(RED, "unsent", { count })));
       session.on("warning", (error) => node.debug(describeError(error)));
       return session;
     }
@@ -100,7 +96,7 @@ export = function register(RED: NodeAPI): void {
       session = undefined;
       if (!current) return Promise.resolve();
       return current.close().catch((error: unknown) => {
-        node.warn(`closing the device session: ${describeError(error)}`);
+        node.warn(errorText(RED, "closing", { reason: describeError(error) }));
       });
     }
 
@@ -108,7 +104,7 @@ export = function register(RED: NodeAPI): void {
       try {
         action();
       } catch (error) {
-        node.error(`a flow node failed handling a device event: ${describeError(error)}`);
+        node.error(errorText(RED, "flowNodeFailed", { reason: describeError(error) }));
       }
     }
 
@@ -154,7 +150,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType<DeviceNode, DeviceNodeDef, unknown, DeviceCredentials>(
-    "azure-iot-device",
+    "provisio-azure-device",
     AzureIotDeviceNode,
     {
       credentials: {

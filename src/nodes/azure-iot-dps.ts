@@ -14,7 +14,7 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType<DpsConfigNode, DpsNodeDef, unknown, DpsCredentials>(
-    "azure-iot-dps",
+    "provisio-azure-dps",
     AzureIotDpsNode,
     {
       credentials: { caPem: { type: "text" } },

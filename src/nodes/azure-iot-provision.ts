@@ -2,6 +2,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { describeError, type SessionStateEvent } from "../device/index.js";
 import { attachToDevice } from "./shared/flow-node.js";
+import { localized, NodeConfigurationError, NodeInputError } from "./shared/messages.js";
 import { iothubOf } from "./shared/status.js";
 
 interface ProvisionNodeDef extends NodeDef {
@@ -28,7 +29,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on("input", (msg: NodeMessageInFlow, _send, done) => {
       const session = device?.session;
-      if (!session) return done(problem ?? new Error("the device configuration is not usable"));
+      if (!session) return done(problem ?? localized(RED, new NodeConfigurationError("deviceUnusable")));
       const action = typeof msg.topic === "string" ? msg.topic.trim().toLowerCase() : "";
       try {
         switch (action) {
@@ -45,9 +46,7 @@ export = function register(RED: NodeAPI): void {
             );
             return;
           default:
-            return done(
-              new Error(`unknown msg.topic "${String(msg.topic)}": use connect, disconnect or reprovision`),
-            );
+            return done(localized(RED, new NodeInputError("unknownTopic", { topic: String(msg.topic) })));
         }
       } catch (error) {
         done(error instanceof Error ? error : new Error(String(error)));
@@ -55,5 +54,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-provision", AzureIotProvisionNode);
+  RED.nodes.registerType("provisio-azure-provision", AzureIotProvisionNode);
 };

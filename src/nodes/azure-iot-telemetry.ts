@@ -2,6 +2,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import type { TelemetryOptions } from "../device/index.js";
 import { attachToDevice } from "./shared/flow-node.js";
+import { localized, NodeConfigurationError, NodeInputError } from "./shared/messages.js";
 import { telemetryOptionsOf } from "./shared/telemetry-options.js";
 import { iothubOf } from "./shared/status.js";
 
@@ -17,13 +18,13 @@ export = function register(RED: NodeAPI): void {
 
     node.on("input", (msg: NodeMessageInFlow, send, done) => {
       const session = device?.session;
-      if (!session) return done(problem ?? new Error("the device configuration is not usable"));
+      if (!session) return done(problem ?? localized(RED, new NodeConfigurationError("deviceUnusable")));
       let options: TelemetryOptions;
       try {
-        if (msg.payload === undefined || msg.payload === null) throw new TypeError("msg.payload is empty");
+        if (msg.payload === undefined || msg.payload === null) throw new NodeInputError("emptyPayload");
         options = telemetryOptionsOf(msg);
       } catch (error) {
-        return done(error as Error);
+        return done(localized(RED, error as Error));
       }
       const payload = msg.payload as object | string | Buffer;
       const sent = typeof payload === "number" || typeof payload === "boolean" ? String(payload) : payload;
@@ -41,5 +42,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-telemetry", AzureIotTelemetryNode);
+  RED.nodes.registerType("provisio-azure-telemetry", AzureIotTelemetryNode);
 };

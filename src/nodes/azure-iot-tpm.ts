@@ -2,6 +2,7 @@
 // who may change the flows only (it opens a device or a socket on the runtime's machine).
 import type { Request, Response } from "express";
 import type { NodeAPI } from "node-red";
+import { errorText, localized } from "./shared/messages.js";
 import { connectionSpecOf, type TpmConfigNode, type TpmNodeDef } from "./shared/tpm-config.js";
 import { answerIdentityRequest } from "./shared/tpm-identity-request.js";
 
@@ -11,11 +12,11 @@ export = function register(RED: NodeAPI): void {
     this.connectionSpec = () => connectionSpecOf(def);
   }
 
-  RED.nodes.registerType("azure-iot-tpm", AzureIotTpmNode);
+  RED.nodes.registerType("provisio-azure-tpm", AzureIotTpmNode);
 
   RED.httpAdmin.post(
-    "/azure-iot-tpm/identity",
-    RED.auth.needsPermission("azure-iot-tpm.write"),
+    "/provisio-azure-tpm/identity",
+    RED.auth.needsPermission("provisio-azure-tpm.write"),
     (req: Request, res: Response) => {
       const fields = (typeof req.body === "object" && req.body !== null ? req.body : {}) as Record<
         string,
@@ -23,12 +24,23 @@ export = function register(RED: NodeAPI): void {
       >;
       answerIdentityRequest(fields, (name) => process.env[name]).then(
         (answer) => {
-          if (answer.logDetail) {
-            RED.log.warn(`azure-iot-tpm: reading the TPM identity failed: ${answer.logDetail}`);
+          if (answer.status === 200) {
+            res.json(answer.body);
+            return;
           }
-          res.status(answer.status).json(answer.body);
+          const { problem } = answer;
+          const message =
+            "error" in problem
+              ? localized(RED, problem.error).message
+              : errorText(RED, problem.key, problem.params);
+          if (answer.logDetail) {
+            RED.log.warn(
+              `provisio-azure-tpm: ${errorText(RED, "readIdentity", { reason: answer.logDetail })}`,
+            );
+          }
+          res.status(answer.status).json({ message });
         },
-        () => res.status(500).json({ message: "reading the TPM identity failed" }),
+        () => res.status(500).json({ message: errorText(RED, "tpmUnreadable") }),
       );
     },
   );

@@ -34,5 +34,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-twin-in", AzureIotTwinInNode);
+  RED.nodes.registerType("provisio-azure-twin-in", AzureIotTwinInNode);
 };

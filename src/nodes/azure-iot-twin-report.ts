@@ -1,6 +1,7 @@
 // twin report: msg.payload as a reported-properties patch; passes the msg on with the new version.
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { attachToDevice } from "./shared/flow-node.js";
+import { localized, NodeConfigurationError, NodeInputError } from "./shared/messages.js";
 import { iothubOf } from "./shared/status.js";
 
 interface TwinReportNodeDef extends NodeDef {
@@ -15,10 +16,10 @@ export = function register(RED: NodeAPI): void {
 
     node.on("input", (msg: NodeMessageInFlow, send, done) => {
       const session = device?.session;
-      if (!session) return done(problem ?? new Error("the device configuration is not usable"));
+      if (!session) return done(problem ?? localized(RED, new NodeConfigurationError("deviceUnusable")));
       const patch = msg.payload;
       if (typeof patch !== "object" || patch === null || Array.isArray(patch) || Buffer.isBuffer(patch)) {
-        return done(new TypeError("msg.payload must be an object: the reported properties to change"));
+        return done(localized(RED, new NodeInputError("patchNotObject")));
       }
       session.reportProperties(patch as Record<string, unknown>).then(
         (version) => {
@@ -32,5 +33,5 @@ export = function register(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType("azure-iot-twin-report", AzureIotTwinReportNode);
+  RED.nodes.registerType("provisio-azure-twin-report", AzureIotTwinReportNode);
 };

@@ -33,10 +33,10 @@ const CONNECT_BOUND_MS = 60_000;
 const NEW_TELEMETRY_INTERVAL = 7;
 
 const FLOW_NODES = [
-  "azure-iot-provision",
-  "azure-iot-telemetry",
-  "azure-iot-twin-in",
-  "azure-iot-twin-report",
+  "provisio-azure-provision",
+  "provisio-azure-telemetry",
+  "provisio-azure-twin-in",
+  "provisio-azure-twin-report",
 ];
 
 /**
@@ -45,49 +45,49 @@ const FLOW_NODES = [
  */
 const EDITORS: Array<{ type: string; config: boolean; field: string; shows: string; helpPhrase: string }> = [
   {
-    type: "azure-iot-provision",
+    type: "provisio-azure-provision",
     config: false,
     field: "#node-input-device",
     shows: "demo gateway",
     helpPhrase: "Provisions the device through DPS",
   },
   {
-    type: "azure-iot-telemetry",
+    type: "provisio-azure-telemetry",
     config: false,
     field: "#node-input-device",
     shows: "demo gateway",
     helpPhrase: "device-to-cloud (telemetry) message",
   },
   {
-    type: "azure-iot-twin-in",
+    type: "provisio-azure-twin-in",
     config: false,
     field: "#node-input-output",
     shows: "patch",
     helpPhrase: "Emits the device twin's desired properties",
   },
   {
-    type: "azure-iot-twin-report",
+    type: "provisio-azure-twin-report",
     config: false,
     field: "#node-input-device",
     shows: "demo gateway",
     helpPhrase: "patch of the device twin's reported properties",
   },
   {
-    type: "azure-iot-dps",
+    type: "provisio-azure-dps",
     config: true,
     field: "#node-config-input-globalEndpoint",
     shows: "${AZURE_IOT_DPS_ENDPOINT}",
     helpPhrase: "Device Provisioning Service (DPS)",
   },
   {
-    type: "azure-iot-tpm",
+    type: "provisio-azure-tpm",
     config: true,
     field: "#node-config-input-kind",
     shows: "swtpm",
     helpPhrase: "TPM attestation keeps no key on disk",
   },
   {
-    type: "azure-iot-device",
+    type: "provisio-azure-device",
     config: true,
     field: "#node-config-input-tpm",
     shows: "swtpm (demo)",
@@ -100,16 +100,69 @@ const exampleNames = readdirSync(join(repoRoot, "examples"))
   .map((file) => file.slice(0, -".json".length))
   .sort();
 
-/** A text from a node's message catalogue (nodes/locales/en-US/<type>.json), by its dotted key. */
-function catalogueText(type: string, key: string): string {
+/** The node set (file name, package.json "node-red" key) that registers a node type. */
+const nodeSetOf = (type: string): string => type.replace(/^provisio-azure-/, "azure-iot-");
+
+/** A text from a node set's message catalogue (nodes/locales/en-US/<node set>.json), by its dotted key. */
+function catalogueText(nodeSet: string, key: string): string {
   const catalogue = JSON.parse(
-    readFileSync(join(repoRoot, "nodes", "locales", "en-US", `${type}.json`), "utf8"),
+    readFileSync(join(repoRoot, "nodes", "locales", "en-US", `${nodeSet}.json`), "utf8"),
   ) as unknown;
   const text = key
     .split(".")
     .reduce<unknown>((at, part) => (at as Record<string, unknown> | undefined)?.[part], catalogue);
-  assert.equal(typeof text, "string", `${type}.json has ${key}`);
+  assert.equal(typeof text, "string", `${nodeSet}.json has ${key}`);
   return text as string;
+}
+
+/** Every text of a node set's catalogue by dotted key, in each language we ship. */
+function catalogueTexts(nodeSet: string): Record<string, string[]> {
+  const texts: Record<string, string[]> = {};
+  const walk = (at: unknown, prefix: string): void => {
+    if (typeof at === "string") (texts[prefix] ??= []).push(at);
+    else
+      for (const [key, value] of Object.entries(at as object)) walk(value, prefix ? `${prefix}.${key}` : key);
+  };
+  for (const language of ["en-US", "de", "ja"]) {
+    walk(
+      JSON.parse(readFileSync(join(repoRoot, "nodes", "locales", language, `${nodeSet}.json`), "utf8")),
+      "",
+    );
+  }
+  return texts;
+}
+
+/**
+ * What the open edit tray cuts off: a select option (in any of our languages, measured in the select's own
+ * font) wider than its select, or a form label with a word wider than the label.
+ */
+async function cutTexts(page: Page, nodeSet: string): Promise<string[]> {
+  return page.evaluate((texts) => {
+    const problems: string[] = [];
+    const tray = document.querySelectorAll(".red-ui-tray");
+    const form = tray[tray.length - 1];
+    const measure = document.createElement("canvas").getContext("2d")!;
+    for (const select of Array.from(form.querySelectorAll<HTMLSelectElement>(".form-row select"))) {
+      if (select.offsetParent === null) continue; // a row hidden for the current choice
+      const style = getComputedStyle(select);
+      measure.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+      // Room for the text: the select less its padding and the drop-down arrow.
+      const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;
+      for (const option of Array.from(select.options)) {
+        const key = option.getAttribute("data-i18n");
+        for (const text of key ? (texts[key] ?? [option.text]) : [option.text]) {
+          const width = measure.measureText(text).width;
+          if (width > room) problems.push(`#${select.id}: "${text}" needs ${Math.ceil(width)} px of ${room}`);
+        }
+      }
+    }
+    for (const label of Array.from(form.querySelectorAll<HTMLLabelElement>(".form-row > label"))) {
+      if (label.offsetParent === null) continue;
+      if (label.scrollWidth > label.clientWidth + 1)
+        problems.push(`label "${label.innerText.trim()}" is cut`);
+    }
+    return problems;
+  }, catalogueTexts(nodeSet));
 }
 
 /** The part of the editor's global `RED` that the page functions below use (they run in the browser). */
@@ -164,9 +217,14 @@ async function assertOurNodesLoaded(nodeRed: NodeRedProcess): Promise<void> {
   };
   const declared = Object.keys(packageJson["node-red"].nodes).sort();
   assert.deepEqual(
-    ours.flatMap((set) => set.types).sort(),
+    ours.map((set) => set.name).sort(),
     declared,
-    "Node-RED registered every node type package.json declares",
+    "Node-RED loaded every node set package.json declares",
+  );
+  assert.deepEqual(
+    ours.flatMap((set) => set.types.map((type) => `${set.name} -> ${type}`)).sort(),
+    declared.map((set) => `${set} -> ${set.replace(/^azure-iot-/, "provisio-azure-")}`),
+    "each node set registers its one provisio-azure-* type",
   );
 }
 
@@ -286,7 +344,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       page.on("pageerror", (error) => scriptErrors.push(error.message));
       await page.goto(`${nodeRed.url}/`);
       await page
-        .locator('.red-ui-palette-node[data-palette-type="azure-iot-provision"]')
+        .locator('.red-ui-palette-node[data-palette-type="provisio-azure-provision"]')
         .waitFor({ timeout: 20_000 });
     },
     { timeout: 90_000 },
@@ -313,7 +371,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       await paletteNode.waitFor({ state: "visible" });
       assert.equal(
         normalise(await paletteNode.innerText()),
-        catalogueText(type, `${type}.paletteLabel`),
+        catalogueText(nodeSetOf(type), `${nodeSetOf(type)}.paletteLabel`),
         `${type}'s palette label`,
       );
       const iconStyle = await paletteNode.locator(".red-ui-palette-icon").getAttribute("style");
@@ -321,7 +379,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       assert.ok(iconUrl, `${type} has an icon in the palette`);
       assert.match(
         iconUrl,
-        new RegExp(`/${type}\\.svg$`),
+        new RegExp(`/${nodeSetOf(type)}\\.svg$`),
         `${type} uses its own icon, not Node-RED's fallback`,
       );
       const answer = await fetch(new URL(iconUrl, `${nodeRed!.url}/`));
@@ -336,6 +394,24 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     );
     await header.scrollIntoViewIfNeeded();
     await saveScreenshot(page, artifactsDir, "1-palette");
+  });
+
+  it("Node-RED serves our German and Japanese texts and help to an editor in that language", async () => {
+    for (const [language, readIdentity, helpPhrase] of [
+      ["de", "TPM-Identität lesen", "Der TPM-Nachweis legt keinen Schlüssel"],
+      ["ja", "TPM の ID を読み取る", "TPM 構成証明ではディスクに鍵を置きません"],
+    ]) {
+      const catalogs = await fetch(`${nodeRed!.url}/nodes/messages?lng=${language}`);
+      assert.equal(catalogs.status, 200);
+      const ours = (
+        (await catalogs.json()) as Record<string, Record<string, { identity?: { read?: string } }>>
+      )[`${MODULE_NAME}/azure-iot-tpm`];
+      assert.equal(ours?.["azure-iot-tpm"]?.identity?.read, readIdentity, `${language} catalog`);
+      const nodeHtml = await fetch(`${nodeRed!.url}/nodes`, {
+        headers: { Accept: "text/html", "Accept-Language": language },
+      });
+      assert.ok((await nodeHtml.text()).includes(helpPhrase), `${language} help of provisio-azure-tpm`);
+    }
   });
 
   it("Import > Examples lists our five example flows, and imports the end-to-end demo", async () => {
@@ -360,12 +436,27 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       const types = new Set<string>();
       RED.nodes.eachNode((n) => types.add(n.type));
       RED.nodes.eachConfig((n) => types.add(n.type));
-      return ["azure-iot-provision", "azure-iot-device", "azure-iot-tpm", "azure-iot-dps"].every((t) =>
-        types.has(t),
-      );
+      return [
+        "provisio-azure-provision",
+        "provisio-azure-device",
+        "provisio-azure-tpm",
+        "provisio-azure-dps",
+      ].every((t) => types.has(t));
     });
     await page.locator("#red-ui-workspace-tabs .red-ui-tab", { hasText: DEMO_TAB }).click();
-    await canvasNode(page, await nodeIdOfType(page, "azure-iot-provision")).waitFor({ state: "visible" });
+    await canvasNode(page, await nodeIdOfType(page, "provisio-azure-provision")).waitFor({
+      state: "visible",
+    });
+    // Nodes are placed by their centre: a long comment placed too far left is cut off by the canvas edge.
+    const offCanvas = await page.evaluate(() => {
+      const cut: string[] = [];
+      RED.nodes.eachNode((n) => {
+        const node = n as unknown as { type: string; name?: string; x: number; w?: number };
+        if (node.w !== undefined && node.x - node.w / 2 < 0) cut.push(`${node.type} "${node.name ?? ""}"`);
+      });
+      return cut;
+    });
+    assert.deepEqual(offCanvas, [], "every node of the demo is fully on the canvas");
     await saveScreenshot(page, artifactsDir, "4-demo-imported");
   });
 
@@ -383,6 +474,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
         shown.includes(editor.shows),
         `${editor.field} shows ${editor.shows} (got ${shown.join(" / ")})`,
       );
+      assert.deepEqual(await cutTexts(page, nodeSetOf(editor.type)), [], "nothing in the dialog is cut off");
       // The tray's book button brings the help sidebar to the front, on this node's help.
       await page
         .locator(".red-ui-tray")
@@ -407,7 +499,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
   }
 
   it("the TPM config's Read TPM identity button shows the swtpm's registration id and endorsement key", async () => {
-    await openEditor(page, "azure-iot-tpm", true);
+    await openEditor(page, "provisio-azure-tpm", true);
     await page.locator("#azure-iot-tpm-read-identity").click();
     const shownId = page.locator("#azure-iot-tpm-registration-id");
     await shownId.waitFor({ state: "visible" });
@@ -438,7 +530,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
         .locator(".red-ui-notification", { hasText: /deployed/i })
         .first()
         .waitFor();
-      const provision = canvasNode(page, await nodeIdOfType(page, "azure-iot-provision"));
+      const provision = canvasNode(page, await nodeIdOfType(page, "provisio-azure-provision"));
       await provision
         .locator(".red-ui-flow-node-status-label", { hasText: /^connected$/ })
         .waitFor({ timeout: CONNECT_BOUND_MS })

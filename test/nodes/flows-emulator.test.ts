@@ -30,7 +30,7 @@ function deviceFlow(emulator: Emulator, device: FlowNode): FlowNode[] {
     { id: "tab", type: "tab" },
     {
       id: "dps-config",
-      type: "azure-iot-dps",
+      type: "provisio-azure-dps",
       globalEndpoint: emulator.endpoints.dps.amqp,
       idScope: emulator.idScope,
       transport: "amqp",
@@ -39,25 +39,31 @@ function deviceFlow(emulator: Emulator, device: FlowNode): FlowNode[] {
     { outboxLimit: 100, outboxOverflow: "drop-oldest", dps: "dps-config", ...device },
     {
       id: "provision",
-      type: "azure-iot-provision",
+      type: "provisio-azure-provision",
       z: "tab",
       device: device.id,
       connectOnDeploy: true,
       wires: [["states"]],
     },
     { id: "states", type: "helper", z: "tab" },
-    { id: "telemetry", type: "azure-iot-telemetry", z: "tab", device: device.id, wires: [["sent"]] },
+    { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: device.id, wires: [["sent"]] },
     { id: "sent", type: "helper", z: "tab" },
     {
       id: "twin-in",
-      type: "azure-iot-twin-in",
+      type: "provisio-azure-twin-in",
       z: "tab",
       device: device.id,
       output: "patch",
       wires: [["desired"]],
     },
     { id: "desired", type: "helper", z: "tab" },
-    { id: "twin-report", type: "azure-iot-twin-report", z: "tab", device: device.id, wires: [["reported"]] },
+    {
+      id: "twin-report",
+      type: "provisio-azure-twin-report",
+      z: "tab",
+      device: device.id,
+      wires: [["reported"]],
+    },
     { id: "reported", type: "helper", z: "tab" },
     { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
     { id: "caught", type: "helper", z: "tab" },
@@ -139,11 +145,11 @@ describe("flows against the local emulator", () => {
 
     const flow = deviceFlow(emulator, {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       attestation: "tpm",
       tpm: "tpm-config",
     });
-    flow.push({ id: "tpm-config", type: "azure-iot-tpm", ...tpm.connection });
+    flow.push({ id: "tpm-config", type: "provisio-azure-tpm", ...tpm.connection });
     await loadFlow(flow, { "dps-config": { caPem: emulator.caPem } });
     const state = await connected();
     assert.equal(state.iothub.registrationId, registrationId);
@@ -160,7 +166,7 @@ describe("flows against the local emulator", () => {
     const registrationId = "press-17";
     const flow = deviceFlow(emulator, {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       attestation: "groupKey",
       registrationId: "${TEST_REGISTRATION_ID}",
     });
@@ -193,7 +199,7 @@ describe("flows against the local emulator", () => {
     });
     const flow = deviceFlow(emulator, {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       attestation: "x509",
       registrationId,
     });
@@ -209,7 +215,7 @@ describe("flows against the local emulator", () => {
     const key = randomBytes(32).toString("base64");
     const flow = deviceFlow(emulator, {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       attestation: "symmetricKey",
       registrationId: "wrong-ca",
     });
@@ -226,13 +232,13 @@ describe("flows against the local emulator", () => {
   it("an unreachable TPM reaches the Catch node and Node-RED lives on", async () => {
     const flow = deviceFlow(emulator, {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       attestation: "tpm",
       tpm: "tpm-config",
     });
     flow.push({
       id: "tpm-config",
-      type: "azure-iot-tpm",
+      type: "provisio-azure-tpm",
       kind: "swtpm",
       host: "127.0.0.1",
       port: 9,
@@ -252,7 +258,7 @@ describe("flows against the local emulator", () => {
     });
     const flow = deviceFlow(emulator, {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       attestation: "symmetricKey",
       registrationId,
     });

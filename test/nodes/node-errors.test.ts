@@ -20,7 +20,7 @@ interface CaughtMessage {
 
 const dps: FlowNode = {
   id: "dps",
-  type: "azure-iot-dps",
+  type: "provisio-azure-dps",
   globalEndpoint: "127.0.0.1:1",
   idScope: "0ne00000001",
   transport: "amqp",
@@ -33,7 +33,7 @@ function flowWith(nodes: FlowNode[], deviceOverrides: Record<string, unknown> = 
     { ...dps },
     {
       id: "device",
-      type: "azure-iot-device",
+      type: "provisio-azure-device",
       dps: "dps",
       attestation: "symmetricKey",
       registrationId: "dev-1",
@@ -60,7 +60,7 @@ describe("node errors reach a Catch node", () => {
   it("a device without its key: red status, and a message sent to telemetry is caught with its msg", async () => {
     await loadFlow(
       flowWith([
-        { id: "telemetry", type: "azure-iot-telemetry", device: "device", wires: [["out"]] },
+        { id: "telemetry", type: "provisio-azure-telemetry", device: "device", wires: [["out"]] },
         { id: "out", type: "helper" },
       ]),
     );
@@ -75,7 +75,7 @@ describe("node errors reach a Catch node", () => {
 
   it("an unreadable DPS payload in the device configuration is reported", async () => {
     await loadFlow(
-      flowWith([{ id: "twin", type: "azure-iot-twin-report", device: "device", wires: [] }], {
+      flowWith([{ id: "twin", type: "provisio-azure-twin-report", device: "device", wires: [] }], {
         payload: "{not json",
       }),
       { device: { symmetricKey: Buffer.alloc(32, 1).toString("base64") } },
@@ -86,7 +86,9 @@ describe("node errors reach a Catch node", () => {
   });
 
   it("a malformed ID scope is reported with what an ID scope looks like", async () => {
-    const flow = flowWith([{ id: "telemetry", type: "azure-iot-telemetry", device: "device", wires: [] }]);
+    const flow = flowWith([
+      { id: "telemetry", type: "provisio-azure-telemetry", device: "device", wires: [] },
+    ]);
     Object.assign(
       flow.find((n) => n.id === "dps")!,
       { idScope: "my-scope" },
@@ -97,8 +99,32 @@ describe("node errors reach a Catch node", () => {
     assert.match((await caught).error.message, /0ne/);
   });
 
+  it("a ${VAR} that is not set is reported by its name, not as a bad value", async () => {
+    const unset = "PROVISIO_TEST_UNSET_TPM_PORT";
+    assert.equal(process.env[unset], undefined);
+    const flow = flowWith(
+      [{ id: "telemetry", type: "provisio-azure-telemetry", device: "device", wires: [] }],
+      { attestation: "tpm", tpm: "tpm", registrationId: "" },
+    );
+    flow.push({
+      id: "tpm",
+      type: "provisio-azure-tpm",
+      kind: "swtpm",
+      host: "127.0.0.1",
+      port: `\${${unset}}`,
+      ctrlPort: 2322,
+    });
+    await loadFlow(flow);
+    assert.ok(statusSpy("telemetry").calledWithMatch({ fill: "red" }));
+    const caught = nextMessage<CaughtMessage>("caught");
+    getNode("telemetry").receive({ payload: 1 });
+    const { message } = (await caught).error;
+    assert.match(message, new RegExp(`environment variable ${unset} is not set$`));
+    assert.doesNotMatch(message, /65535/);
+  });
+
   it("a flow node without a device configuration says so", async () => {
-    await loadFlow(flowWith([{ id: "telemetry", type: "azure-iot-telemetry", device: "", wires: [] }]));
+    await loadFlow(flowWith([{ id: "telemetry", type: "provisio-azure-telemetry", device: "", wires: [] }]));
     assert.ok(statusSpy("telemetry").calledWithMatch({ fill: "red", shape: "ring" }));
     const caught = nextMessage<CaughtMessage>("caught");
     getNode("telemetry").receive({ payload: 1 });
@@ -110,14 +136,14 @@ describe("node errors reach a Catch node", () => {
     const nodes: FlowNode[] = [
       {
         id: "provision",
-        type: "azure-iot-provision",
+        type: "provisio-azure-provision",
         device: "device",
         connectOnDeploy: false,
         wires: [["states"]],
       },
       { id: "states", type: "helper" },
-      { id: "telemetry", type: "azure-iot-telemetry", device: "device", wires: [] },
-      { id: "twin", type: "azure-iot-twin-report", device: "device", wires: [] },
+      { id: "telemetry", type: "provisio-azure-telemetry", device: "device", wires: [] },
+      { id: "twin", type: "provisio-azure-twin-report", device: "device", wires: [] },
     ];
 
     it("refuses an unknown provision command", async () => {

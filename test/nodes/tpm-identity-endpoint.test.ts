@@ -16,7 +16,7 @@ describe("TPM identity admin endpoint", () => {
     tpm = await startTestTpm();
     await startServer();
     await loadFlow([
-      { id: "tpm1", type: "azure-iot-tpm", kind: "swtpm", host: "127.0.0.1", port: 1, ctrlPort: 2 },
+      { id: "tpm1", type: "provisio-azure-tpm", kind: "swtpm", host: "127.0.0.1", port: 1, ctrlPort: 2 },
     ]);
   });
 
@@ -28,7 +28,7 @@ describe("TPM identity admin endpoint", () => {
   it("returns the registration id and EK of the TPM under test, with an enrollment command", async () => {
     const response = await helper
       .request()
-      .post("/azure-iot-tpm/identity")
+      .post("/provisio-azure-tpm/identity")
       .send({
         kind: "swtpm",
         host: "127.0.0.1",
@@ -52,16 +52,25 @@ describe("TPM identity admin endpoint", () => {
     assert.ok(identity.enrollmentCommand.includes("--attestation-type tpm"));
   });
 
-  it("answers 400 for a malformed request and 502 when the TPM cannot be reached", async () => {
+  it("answers 400 for a malformed request or an unset variable, 502 when the TPM cannot be reached", async () => {
     const bad = await helper
       .request()
-      .post("/azure-iot-tpm/identity")
+      .post("/provisio-azure-tpm/identity")
       .send({ kind: "swtpm", port: "many" })
       .expect(400);
     assert.match((bad.body as { message: string }).message, /port/);
+    const unset = await helper
+      .request()
+      .post("/provisio-azure-tpm/identity")
+      .send({ kind: "swtpm", host: "127.0.0.1", port: "${PROVISIO_TEST_UNSET_PORT}", ctrlPort: 2322 })
+      .expect(400);
+    assert.equal(
+      (unset.body as { message: string }).message,
+      "environment variable PROVISIO_TEST_UNSET_PORT is not set",
+    );
     const unreachable = await helper
       .request()
-      .post("/azure-iot-tpm/identity")
+      .post("/provisio-azure-tpm/identity")
       .send({ kind: "mssim", host: "127.0.0.1", port: await closedPort() })
       .expect(502);
     assert.match((unreachable.body as { message: string }).message, /nothing listens/);
@@ -76,7 +85,7 @@ describe("TPM identity admin endpoint", () => {
       for (const devicePath of [file, "/dev/null", "/dev/tpm0/../../etc/passwd", "/etc/passwd"]) {
         const refused = await helper
           .request()
-          .post("/azure-iot-tpm/identity")
+          .post("/provisio-azure-tpm/identity")
           .send({ kind: "device", devicePath })
           .expect(400);
         assert.match((refused.body as { message: string }).message, /must be a TPM device/, devicePath);
@@ -85,7 +94,7 @@ describe("TPM identity admin endpoint", () => {
       assert.equal((await stat(file)).mtimeMs, before.mtimeMs);
       const missing = await helper
         .request()
-        .post("/azure-iot-tpm/identity")
+        .post("/provisio-azure-tpm/identity")
         .send({ kind: "device", devicePath: "/dev/tpmrm97" })
         .expect(400);
       assert.match((missing.body as { message: string }).message, /no TPM at \/dev\/tpmrm97/);
@@ -100,13 +109,13 @@ describe("TPM identity admin endpoint", () => {
     try {
       const answer = await helper
         .request()
-        .post("/azure-iot-tpm/identity")
+        .post("/provisio-azure-tpm/identity")
         .send({ kind: "mssim", host: "${PROVISIO_TEST_TPM_HOST}", port: 1 });
       assert.ok(answer.status >= 400, String(answer.status));
       assert.ok(!JSON.stringify(answer.body).includes(secret), JSON.stringify(answer.body));
       const unset = await helper
         .request()
-        .post("/azure-iot-tpm/identity")
+        .post("/provisio-azure-tpm/identity")
         .send({ kind: "swtpm", port: "${PROVISIO_TEST_UNSET_PORT}", ctrlPort: 2 })
         .expect(400);
       assert.equal(

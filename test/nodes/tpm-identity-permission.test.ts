@@ -30,7 +30,7 @@ describe("TPM identity endpoint permissions (real Node-RED)", () => {
   });
 
   async function post(token: string | undefined): Promise<number> {
-    const answer = await fetch(`${nodeRed.url}/azure-iot-tpm/identity`, {
+    const answer = await fetch(`${nodeRed.url}/provisio-azure-tpm/identity`, {
       method: "POST",
       headers: {
         "content-type": "application/json",

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { join } from "node:path";
+import { before, describe, it } from "node:test";
+import type { NodeAPI } from "node-red";
+import { configField } from "../../src/nodes/shared/config-field.js";
+import { dpsConfigOf } from "../../src/nodes/shared/dps-config.js";
+import { CATALOG, localized, NodeConfigurationError } from "../../src/nodes/shared/messages.js";
 import { mergeDesired } from "../../src/nodes/shared/desired-document.js";
 import { iothubOf, statusFor } from "../../src/nodes/shared/status.js";
 import { telemetryOptionsOf } from "../../src/nodes/shared/telemetry-options.js";
@@ -77,5 +82,90 @@ describe("TPM config", () => {
       ctrlPort: 2322,
     });
     assert.throws(() => connectionSpecOf({ kind: "mssim", host: "h", port: 70000 }), /1 to 65535/);
+    assert.throws(() => connectionSpecOf({ kind: "mssim", host: "h", port: "2321x" }), /1 to 65535/);
+  });
+});
+
+describe("config fields that name an environment variable", () => {
+  // Node-RED leaves a field that is exactly "${NAME}" unchanged when the variable is not set.
+  it("report the variable that is not set, not a bad value", () => {
+    assert.throws(
+      () => connectionSpecOf({ kind: "swtpm", host: "127.0.0.1", port: "${SWTPM_PORT}", ctrlPort: 2322 }),
+      (error: Error) => {
+        assert.ok(error instanceof NodeConfigurationError);
+        assert.equal(error.message, "environment variable SWTPM_PORT is not set");
+        return true;
+      },
+    );
+    assert.throws(
+      () => connectionSpecOf({ kind: "swtpm", host: "${SWTPM_HOST}", port: 2321, ctrlPort: 2322 }),
+      /environment variable SWTPM_HOST is not set/,
+    );
+    assert.throws(
+      () =>
+        dpsConfigOf(
+          {
+            globalEndpoint: "localhost:25671",
+            idScope: " ${AZURE_IOT_ID_SCOPE} ",
+            transport: "amqp",
+            caSource: "none",
+            caFile: "",
+          } as Parameters<typeof dpsConfigOf>[0],
+          {},
+        ),
+      /environment variable AZURE_IOT_ID_SCOPE is not set/,
+    );
+  });
+
+  it("leave other text alone, including a variable inside a longer value", () => {
+    assert.equal(configField("  localhost:25671 "), "localhost:25671");
+    assert.equal(configField(2321), "2321");
+    assert.equal(configField(undefined), "");
+    assert.equal(configField("prefix-${NAME}"), "prefix-${NAME}");
+  });
+});
+
+describe("adapter errors in the runtime's language", () => {
+  // Node-RED's own i18n, with our catalog registered the way the runtime does for the node set.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { i18n } = require("@node-red/util") as {
+    i18n: {
+      init(settings: { lang?: string }): void;
+      registerMessageCatalog(namespace: string, dir: string, file: string): Promise<void>;
+      _(key: string, options?: Record<string, unknown>): string;
+      i: { loadLanguages(languages: string[]): Promise<unknown> };
+    };
+  };
+  const runtimeIn = (lng: string) =>
+    ({
+      _: (key: string, params?: Record<string, unknown>) => i18n._(key, { ...params, lng }),
+    }) as unknown as NodeAPI;
+
+  before(async () => {
+    i18n.init({ lang: "en-US" });
+    await i18n.registerMessageCatalog(
+      CATALOG,
+      join(__dirname, "..", "..", "nodes", "locales"),
+      "azure-iot-device.json",
+    );
+    await i18n.i.loadLanguages(["de", "ja"]);
+  });
+
+  it("translates an unset variable into German and Japanese, with the variable's name", () => {
+    const unset = () => new NodeConfigurationError("envNotSet", { name: "SWTPM_PORT" });
+    assert.equal(
+      localized(runtimeIn("de"), unset()).message,
+      "Umgebungsvariable SWTPM_PORT ist nicht gesetzt",
+    );
+    assert.equal(localized(runtimeIn("ja"), unset()).message, "環境変数 SWTPM_PORT が設定されていません");
+    assert.equal(
+      localized(runtimeIn("en-US"), unset()).message,
+      "environment variable SWTPM_PORT is not set",
+    );
+  });
+
+  it("leaves errors of the framework-free core in English", () => {
+    const core = new Error("the hub refused the token");
+    assert.equal(localized(runtimeIn("de"), core).message, "the hub refused the token");
   });
 });

@@ -1,13 +1,10 @@
 // What the device config node holds, turned into a device session configuration.
 import { readFileSync } from "node:fs";
 import type { NodeDef } from "node-red";
-import {
-  ConfigurationError,
-  ExponentialBackoff,
-  type AttestationConfig,
-  type DeviceSessionConfig,
-} from "../../device/index.js";
+import { ExponentialBackoff, type AttestationConfig, type DeviceSessionConfig } from "../../device/index.js";
+import { configField } from "./config-field.js";
 import type { DpsConfigNode } from "./dps-config.js";
+import { NodeConfigurationError } from "./messages.js";
 import type { TpmConfigNode } from "./tpm-config.js";
 
 export interface DeviceNodeDef extends NodeDef {
@@ -42,16 +39,16 @@ export function sessionConfigOf(
   dpsNode: DpsConfigNode | undefined,
   tpmNode: TpmConfigNode | undefined,
 ): DeviceSessionConfig {
-  if (!dpsNode) throw new ConfigurationError("no DPS configuration selected");
-  const registrationId = (def.registrationId ?? "").trim();
+  if (!dpsNode) throw new NodeConfigurationError("noDps");
+  const registrationId = configField(def.registrationId);
   const needRegistrationId = (): string => {
-    if (!registrationId) throw new ConfigurationError("a registration ID is needed for this attestation");
+    if (!registrationId) throw new NodeConfigurationError("needRegistrationId");
     return registrationId;
   };
   let attestation: AttestationConfig;
   switch (def.attestation) {
     case "tpm":
-      if (!tpmNode) throw new ConfigurationError("no TPM configuration selected");
+      if (!tpmNode) throw new NodeConfigurationError("noTpm");
       attestation = {
         kind: "tpm",
         connection: tpmNode.connectionSpec(),
@@ -59,7 +56,7 @@ export function sessionConfigOf(
       };
       break;
     case "symmetricKey":
-      if (!credentials.symmetricKey) throw new ConfigurationError("no device key set");
+      if (!credentials.symmetricKey) throw new NodeConfigurationError("noDeviceKey");
       attestation = {
         kind: "symmetricKey",
         registrationId: needRegistrationId(),
@@ -67,7 +64,7 @@ export function sessionConfigOf(
       };
       break;
     case "groupKey":
-      if (!credentials.groupKey) throw new ConfigurationError("no group key set");
+      if (!credentials.groupKey) throw new NodeConfigurationError("noGroupKey");
       attestation = {
         kind: "symmetricKey",
         registrationId: needRegistrationId(),
@@ -75,9 +72,11 @@ export function sessionConfigOf(
       };
       break;
     case "x509": {
-      const cert = credentials.certPem?.trim() ? credentials.certPem : readPem(def.certFile, "certificate");
-      const key = credentials.keyPem?.trim() ? credentials.keyPem : readPem(def.keyFile, "private key");
-      if (!cert || !key) throw new ConfigurationError("no X.509 certificate or private key set");
+      const cert = credentials.certPem?.trim()
+        ? credentials.certPem
+        : readPem(def.certFile, "readCertificate");
+      const key = credentials.keyPem?.trim() ? credentials.keyPem : readPem(def.keyFile, "readPrivateKey");
+      if (!cert || !key) throw new NodeConfigurationError("noX509");
       attestation = {
         kind: "x509",
         registrationId: needRegistrationId(),
@@ -88,25 +87,27 @@ export function sessionConfigOf(
       break;
     }
     default:
-      throw new ConfigurationError(`unknown attestation "${String(def.attestation)}"`);
+      throw new NodeConfigurationError("unknownAttestation", { attestation: String(def.attestation) });
   }
   const config: DeviceSessionConfig = { dps: dpsNode.dpsConfig(), attestation };
-  if (def.modelId?.trim()) config.modelId = def.modelId.trim();
-  if (def.payload?.trim()) {
+  const modelId = configField(def.modelId);
+  if (modelId) config.modelId = modelId;
+  const payload = configField(def.payload);
+  if (payload) {
     try {
-      config.provisioningPayload = JSON.parse(def.payload) as Record<string, unknown>;
+      config.provisioningPayload = JSON.parse(payload) as Record<string, unknown>;
     } catch {
-      throw new ConfigurationError("the DPS payload is not valid JSON");
+      throw new NodeConfigurationError("payloadJson");
     }
   }
-  const outboxCapacity = Number(def.outboxLimit);
+  const outboxCapacity = Number(configField(def.outboxLimit));
   config.options = {
     outboxCapacity: Number.isInteger(outboxCapacity) && outboxCapacity > 0 ? outboxCapacity : 1000,
     outboxOverflow: def.outboxOverflow === "reject-new" ? "reject-new" : "drop-oldest",
   };
-  const ackTimeout = seconds(def.ackTimeout, "acknowledgement timeout");
+  const ackTimeout = seconds(def.ackTimeout, "ackTimeoutRange");
   if (ackTimeout !== undefined) config.options.telemetryAckTimeoutMs = ackTimeout;
-  const maxRetryDelay = seconds(def.maxRetryDelay, "longest retry delay");
+  const maxRetryDelay = seconds(def.maxRetryDelay, "retryDelayRange");
   if (maxRetryDelay !== undefined) {
     config.options.backoff = new ExponentialBackoff({
       maxDelayMs: maxRetryDelay,
@@ -117,20 +118,22 @@ export function sessionConfigOf(
 }
 
 /** An optional field in seconds, as milliseconds; empty means the default. */
-function seconds(value: string | number | undefined, what: string): number | undefined {
+function seconds(value: string | number | undefined, messageKey: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed < 1 || parsed > 3_600) {
-    throw new ConfigurationError(`the ${what} must be a number of seconds from 1 to 3600`);
-  }
+  if (!Number.isFinite(parsed) || parsed < 1 || parsed > 3_600) throw new NodeConfigurationError(messageKey);
   return Math.round(parsed * 1000);
 }
 
-function readPem(path: string | undefined, what: string): string | undefined {
-  if (!path?.trim()) return undefined;
+function readPem(
+  field: string | undefined,
+  messageKey: "readCertificate" | "readPrivateKey",
+): string | undefined {
+  const path = configField(field);
+  if (!path) return undefined;
   try {
-    return readFileSync(path.trim(), "utf8");
+    return readFileSync(path, "utf8");
   } catch (error) {
-    throw new ConfigurationError(`cannot read the ${what} file ${path}: ${(error as Error).message}`);
+    throw new NodeConfigurationError(messageKey, { path, reason: (error as Error).message });
   }
 }

@@ -2,7 +2,9 @@
 import { readFileSync } from "node:fs";
 import type { Node, NodeDef } from "node-red";
 import type { DpsConfig, DpsTransportKind } from "../../device/index.js";
-import { ConfigurationError, validateIdScope } from "../../device/index.js";
+import { validateIdScope } from "../../device/index.js";
+import { configField } from "./config-field.js";
+import { NodeConfigurationError } from "./messages.js";
 
 export interface DpsNodeDef extends NodeDef {
   globalEndpoint: string;
@@ -24,12 +26,12 @@ export interface DpsConfigNode extends Node<DpsCredentials> {
 const TRANSPORTS: readonly DpsTransportKind[] = ["amqp", "amqp-ws", "https", "mqtt"];
 
 export function dpsConfigOf(def: DpsNodeDef, credentials: DpsCredentials): DpsConfig {
-  const idScope = validateIdScope((def.idScope ?? "").trim());
+  const idScope = validateIdScope(configField(def.idScope));
   const config: DpsConfig = {
     idScope,
     transport: TRANSPORTS.includes(def.transport) ? def.transport : "amqp",
   };
-  const endpoint = (def.globalEndpoint ?? "").trim();
+  const endpoint = configField(def.globalEndpoint);
   if (endpoint) config.globalEndpoint = endpoint;
   const ca = trustedCa(def, credentials);
   if (ca) config.ca = ca;
@@ -39,18 +41,15 @@ export function dpsConfigOf(def: DpsNodeDef, credentials: DpsCredentials): DpsCo
 function trustedCa(def: DpsNodeDef, credentials: DpsCredentials): string | undefined {
   let pem: string | undefined;
   if (def.caSource === "text") pem = credentials.caPem;
-  if (def.caSource === "file" && def.caFile?.trim()) {
+  const caFile = def.caSource === "file" ? configField(def.caFile) : "";
+  if (caFile) {
     try {
-      pem = readFileSync(def.caFile.trim(), "utf8");
+      pem = readFileSync(caFile, "utf8");
     } catch (error) {
-      throw new ConfigurationError(
-        `cannot read the trusted CA file ${def.caFile}: ${(error as Error).message}`,
-      );
+      throw new NodeConfigurationError("readCa", { path: caFile, reason: (error as Error).message });
     }
   }
   if (pem === undefined || pem.trim() === "") return undefined;
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
-    throw new ConfigurationError("the trusted CA is not a PEM certificate (-----BEGIN CERTIFICATE-----)");
-  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new NodeConfigurationError("caNotPem");
   return pem;
 }

@@ -1,6 +1,7 @@
 // Telemetry options taken from a Node-RED message (msg.properties, msg.messageId, ...).
 import type { NodeMessage } from "node-red";
 import type { TelemetryOptions } from "../../device/index.js";
+import { NodeInputError } from "./messages.js";
 
 const STRING_OPTIONS = ["messageId", "correlationId", "contentType", "contentEncoding", "component"] as const;
 
@@ -10,12 +11,12 @@ export function telemetryOptionsOf(msg: NodeMessage): TelemetryOptions {
   for (const name of STRING_OPTIONS) {
     const value = msg[name];
     if (value === undefined || value === null || value === "") continue;
-    if (typeof value !== "string") throw new TypeError(`msg.${name} must be a string`);
+    if (typeof value !== "string") throw new NodeInputError("optionNotString", { name });
     options[name] = value;
   }
   if (msg.properties !== undefined && msg.properties !== null) {
     if (typeof msg.properties !== "object" || Array.isArray(msg.properties)) {
-      throw new TypeError("msg.properties must be an object of application properties");
+      throw new NodeInputError("propertiesNotObject");
     }
     options.properties = Object.fromEntries(
       Object.entries(msg.properties as Record<string, unknown>).map(([key, value]) => [

@@ -1,8 +1,9 @@
 // What the TPM config node holds: the connection object, and reading the TPM identity for the editor.
 import type { Node, NodeDef } from "node-red";
-import { ConfigurationError } from "../../device/index.js";
 import type { TpmConnectionSpec } from "../../tpm/index.js";
 import { TpmSecurityClient } from "../../tpm/index.js";
+import { configField } from "./config-field.js";
+import { NodeConfigurationError } from "./messages.js";
 
 export interface TpmNodeDef extends NodeDef {
   kind: "device" | "swtpm" | "mssim";
@@ -29,28 +30,24 @@ const IDENTITY_TIMEOUT_MS = 10_000;
 export const TPM_DEVICE_PATH = /^\/dev\/tpm(rm)?\d{1,3}$/;
 
 export function connectionSpecOf(def: Partial<TpmNodeDef>): TpmConnectionSpec {
-  const kind = def.kind ?? "device";
+  const kind = configField(def.kind) || "device";
   if (kind === "device") {
-    const path = (def.devicePath ?? "").trim();
+    const path = configField(def.devicePath);
     // Our TPM client writes commands to this path: never to anything but a TPM.
-    if (path && !TPM_DEVICE_PATH.test(path)) {
-      throw new ConfigurationError("the device path must be a TPM device: /dev/tpmrm<N> or /dev/tpm<N>");
-    }
+    if (path && !TPM_DEVICE_PATH.test(path)) throw new NodeConfigurationError("notTpmDevice");
     return path ? { kind, path } : { kind };
   }
-  if (kind !== "swtpm" && kind !== "mssim")
-    throw new ConfigurationError(`unknown TPM kind "${String(kind)}"`);
-  const host = (def.host ?? "").trim() || "127.0.0.1";
-  const port = portNumber(def.port, "port");
+  if (kind !== "swtpm" && kind !== "mssim") throw new NodeConfigurationError("unknownTpmKind", { kind });
+  const host = configField(def.host) || "127.0.0.1";
+  const port = portNumber(def.port, "tpmPort");
   if (kind === "mssim") return { kind, host, port };
-  return { kind, host, port, ctrlPort: portNumber(def.ctrlPort, "control port") };
+  return { kind, host, port, ctrlPort: portNumber(def.ctrlPort, "tpmControlPort") };
 }
 
-function portNumber(value: unknown, what: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ConfigurationError(`the TPM ${what} must be a number from 1 to 65535`);
-  }
+function portNumber(value: unknown, messageKey: "tpmPort" | "tpmControlPort"): number {
+  const text = configField(value);
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port < 1 || port > 65535) throw new NodeConfigurationError(messageKey);
   return port;
 }
 
