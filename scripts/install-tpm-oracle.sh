@@ -10,4 +10,6 @@ cd "$(dirname "$0")/../test/oracle"
 if [ node_modules/.package-lock.json -nt package-lock.json ]; then
   exit 0
 fi
-npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+# The npm that runs `npm test` (npm_execpath), so that the oracle is installed by the same version.
+if [ -n "${npm_execpath:-}" ]; then npm=(node "$npm_execpath"); else npm=(npm); fi
+"${npm[@]}" ci --ignore-scripts --no-audit --no-fund --loglevel=error
