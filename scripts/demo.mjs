@@ -10,6 +10,8 @@ import { join } from "node:path";
 const root = new URL("..", import.meta.url).pathname;
 const require = createRequire(import.meta.url);
 const library = require(join(root, "lib", "index.js"));
+// The emulator is a separate entry point of the package (not in lib/index.js).
+const emulatorLibrary = require(join(root, "lib", "emulator", "index.js"));
 
 const stateDir = join(root, ".demo");
 const editorPort = Number(process.env.DEMO_EDITOR_PORT ?? 1880);
@@ -178,7 +180,7 @@ async function main() {
   const swtpm = await startTpm();
   if (swtpm) say(`  swtpm on ${swtpm.connection.host}:${swtpm.connection.port} (state in .demo/tpm)`);
 
-  const emulator = await library.startEmulator({ dataDir: join(stateDir, "emulator"), ...ports });
+  const emulator = await emulatorLibrary.startEmulator({ dataDir: join(stateDir, "emulator"), ...ports });
   started.push(() => emulator.close());
   say(
     `  emulator: DPS ${emulator.endpoints.dps.amqp}, IoT hub ${emulator.endpoints.hub.hostName} (state in .demo/emulator)`,
