@@ -11,5 +11,6 @@ if [ node_modules/.package-lock.json -nt package-lock.json ]; then
   exit 0
 fi
 # The npm that runs `npm test` (npm_execpath), so that the oracle is installed by the same version.
-if [ -n "${npm_execpath:-}" ]; then npm=(node "$npm_execpath"); else npm=(npm); fi
+npm=(npm)
+case "${npm_execpath:-}" in *npm-cli.js) npm=(node "$npm_execpath") ;; esac
 "${npm[@]}" ci --ignore-scripts --no-audit --no-fund --loglevel=error

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system-packages.sh swtpm chromium
-[ -d node_modules ] || npm ci --no-audit --no-fund
+# The npm that runs `npm test` (npm_execpath), not whichever npm is first on PATH.
+npm=(npm)
+case "${npm_execpath:-}" in *npm-cli.js) npm=(node "$npm_execpath") ;; esac
+[ -d node_modules ] || "${npm[@]}" ci --no-audit --no-fund
 bash scripts/install-tpm-oracle.sh
 npm run build --silent
