@@ -262,8 +262,11 @@ async function openEditor(page: Page, type: string, config: boolean): Promise<vo
       (nodeId) => RED.utils.getNodeLabel(RED.nodes.node(nodeId)!, nodeId),
       id,
     );
+    // Node-RED 4 has one sidebar (#red-ui-sidebar-content); Node-RED 5 has sections (.red-ui-sidebar-content).
     const entry = page
-      .locator("#red-ui-sidebar-content .red-ui-palette-node-config", { hasText: label })
+      .locator("#red-ui-sidebar-content, .red-ui-sidebar-content")
+      .locator(".red-ui-palette-node-config", { hasText: label })
+      .filter({ visible: true })
       .first();
     await entry.waitFor({ state: "visible", timeout: STEP_MS });
     await entry.dblclick();
@@ -578,8 +581,15 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       }
 
       await page.bringToFront();
-      // The sidebar shows pinned tabs (info, help, debug, ...) as icon buttons.
-      await page.locator("#red-ui-tab-debug-link-button").click();
+      // The sidebar shows pinned tabs (info, help, debug, ...) as icon buttons: a link in Node-RED 4, a
+      // button in the tab bar of Node-RED 5, where a click on the tab already in front hides it.
+      if ((await page.locator(".red-ui-debug-content").filter({ visible: true }).count()) === 0) {
+        await page
+          .locator("#red-ui-tab-debug-link-button")
+          .or(page.locator('button[data-tab-id="debug"]'))
+          .first()
+          .click();
+      }
       // The debug sidebar previews the payload object: { telemetryInterval: 7, $version: 2 }.
       const debugMessage = page
         .locator(".red-ui-debug-msg", { hasText: "node: desired properties" })

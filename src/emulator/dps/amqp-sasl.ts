@@ -1,7 +1,7 @@
 // Server-side SASL mechanisms of the DPS AMQP endpoint (rhea's mechanism contract: start(initial, hostname)
 // and step(response) return a challenge or undefined; `outcome` true/false ends the exchange).
 //   PLAIN: symmetric key devices; username "{idScope}/registrations/{registrationId}", password = SAS token.
-//   TPM:   the DPS custom mechanism, dps-protocol.md §3.5 (EK in, SRK request, activation blob out in
+//   TPM:   the DPS custom mechanism, docs/dps-protocol.md §3.5 (EK in, SRK request, activation blob out in
 //          400-byte segments, TPM-signed SAS token back).
 //   ANONYMOUS: offered so rhea also accepts clients that send no SASL header at all (X.509 devices).
 import { randomBytes } from "node:crypto";
@@ -86,7 +86,7 @@ export class AnonymousMechanism implements DpsSaslMechanism {
   }
 }
 
-// dps-protocol.md §3.5: 400 data bytes per segment (SASL frames must fit 512 bytes before negotiation),
+// docs/dps-protocol.md §3.5: 400 data bytes per segment (SASL frames must fit 512 bytes before negotiation),
 // control byte 0x80|seq for an interim segment and 0xC0|seq for the last one.
 const SEGMENT_BYTES = 400;
 const INTERIM_SEGMENT = 0x80;

@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { parseSasToken, sasSignatureMatches } from "../../common/sas.js";
 import { unauthorized, type DpsError } from "./errors.js";
 
-/** skn DPS devices use for registration tokens (dps-protocol.md §6.1/§6.2). */
+/** skn DPS devices use for registration tokens (docs/dps-protocol.md §6.1/§6.2). */
 const REGISTRATION_KEY_NAME = "registration";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: DpsError };

@@ -1,4 +1,4 @@
-// DPS over HTTPS (REST api-version 2019-03-31 as the device SDKs use it, dps-protocol.md §4):
+// DPS over HTTPS (REST api-version 2019-03-31 as the device SDKs use it, docs/dps-protocol.md §4):
 //   PUT /{idScope}/registrations/{registrationId}/register
 //   GET /{idScope}/registrations/{registrationId}/operations/{operationId}
 // Symmetric key: Authorization SAS. X.509: TLS client certificate. TPM: an unauthenticated PUT with the EK and
@@ -13,7 +13,7 @@ import type { DeviceIdentity, RegistrationService } from "./registration-service
 import { acceptWebSocket } from "./websocket.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
-// dps-protocol.md §1: AmqpWs and MqttWs connect to wss://{host}:443/$iothub/websocket.
+// docs/dps-protocol.md §1: AmqpWs and MqttWs connect to wss://{host}:443/$iothub/websocket.
 const WEBSOCKET_PATH = "/$iothub/websocket";
 export type WebSocketProtocol = "AMQPWSB10" | "mqtt";
 const ROUTE = /^\/([^/]+)\/registrations\/([^/]+)\/(?:(register)|operations\/([^/]+))$/;
@@ -194,7 +194,7 @@ function safeDecode(text: string): string {
   }
 }
 
-/** Every answer is JSON: the SDK crashes on a 2xx without a JSON content type (dps-protocol.md §2.1). */
+/** Every answer is JSON: the SDK crashes on a 2xx without a JSON content type (docs/dps-protocol.md §2.1). */
 function sendJson(
   res: ServerResponse,
   status: number,

@@ -1,5 +1,5 @@
 // The device-facing AMQP endpoint of the emulated IoT Hub: TLS without SASL, the rhea container and its events,
-// and routing each attached link and each message to the part that serves it (hub-amqp-protocol.md §1-§5, §8).
+// and routing each attached link and each message to the part that serves it (docs/hub-amqp-protocol.md §1-§5, §8).
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
@@ -38,7 +38,7 @@ import { TimerSet } from "./timer-set.js";
 import { TwinLinks } from "./twin-link.js";
 import type { CloudToDeviceMessage, FaultLink, MethodRequest } from "./types.js";
 
-/** OPEN values a Microsoft AMQP stack advertises (hub-amqp-protocol.md §1.4): heartbeat and 64 KB frames. */
+/** OPEN values a Microsoft AMQP stack advertises (docs/hub-amqp-protocol.md §1.4): heartbeat and 64 KB frames. */
 const IDLE_TIME_OUT_MS = 240_000;
 const MAX_FRAME_SIZE = 65_536;
 /** Link credit granted to device sender links (rhea's default, as in the verified probe). */

@@ -2,7 +2,7 @@
 // ways to settle deliveries, close links and abort sockets.
 import type { AmqpError, Connection, Delivery, Message, Receiver, Sender } from "rhea";
 
-/** AMQP error conditions IoT Hub uses towards devices (hub-amqp-protocol.md §3.3, §6.1). */
+/** AMQP error conditions IoT Hub uses towards devices (docs/hub-amqp-protocol.md §3.3, §6.1). */
 export const Condition = {
   unauthorized: "amqp:unauthorized-access",
   notFound: "amqp:not-found",

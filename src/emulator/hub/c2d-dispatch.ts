@@ -1,6 +1,6 @@
 // Cloud-to-device messages: per-device queues, delivery on the device's C2D receiver link, and the feedback
 // (completed, rejected, abandoned, expired, dead-lettered) the device's settlements produce
-// (hub-amqp-protocol.md §5.1).
+// (docs/hub-amqp-protocol.md §5.1).
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { string_to_uuid, types as amqpTypes, type Delivery, type Message, type Sender } from "rhea";

@@ -1,4 +1,4 @@
-// Cloud-to-device message queue of one device (hub-amqp-protocol.md §5.1; iot-hub-devguide-messages-c2d.md):
+// Cloud-to-device message queue of one device (docs/hub-amqp-protocol.md §5.1; iot-hub-devguide-messages-c2d.md):
 // at most 50 messages pending per device, 64 KB each, abandoned messages re-delivered up to 10 times,
 // default time to live one hour.
 

@@ -1,5 +1,5 @@
 // The $cbs links: put-token requests from the device, and the replies that grant it a SAS authorization
-// (hub-amqp-protocol.md §2.2).
+// (docs/hub-amqp-protocol.md §2.2).
 import { types as amqpTypes, type Message } from "rhea";
 import { amqpMessage } from "./amqp-wire.js";
 import { checkPutToken, type PutTokenResult } from "./cbs-token-check.js";

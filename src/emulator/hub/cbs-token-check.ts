@@ -1,4 +1,4 @@
-// Validation of a CBS put-token request (hub-amqp-protocol.md §2.1-§2.3): token type, SAS syntax, audience,
+// Validation of a CBS put-token request (docs/hub-amqp-protocol.md §2.1-§2.3): token type, SAS syntax, audience,
 // hub host name, device existence and status, expiry, HMAC signature with the device's primary or secondary key.
 import { parseSasToken, sasSignatureMatches } from "../../common/sas.js";
 import type { HubDeviceRecord } from "./types.js";

@@ -1,4 +1,4 @@
-// Link addresses the device SDK attaches (hub-amqp-protocol.md §1.6). Device ids appear raw, not URL-encoded.
+// Link addresses the device SDK attaches (docs/hub-amqp-protocol.md §1.6). Device ids appear raw, not URL-encoded.
 
 export type DeviceLinkKind = "telemetry" | "c2d" | "twin" | "methods";
 

@@ -1,5 +1,5 @@
 // Which device a link attach may act for: a live SAS token put over CBS, or a matching X.509 client certificate
-// (hub-amqp-protocol.md §2.6).
+// (docs/hub-amqp-protocol.md §2.6).
 import { createHash } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type {

@@ -18,7 +18,7 @@ export interface LinkState {
   role: LinkRole;
   hubHostName?: string;
   deviceId?: string;
-  /** The SDK pairs its twin and method links by this property (hub-amqp-protocol.md §1.6). */
+  /** The SDK pairs its twin and method links by this property (docs/hub-amqp-protocol.md §1.6). */
   channelCorrelationId?: unknown;
   desiredSubscribed: boolean;
   /** Outbound messages waiting for link credit (obligation 5). */

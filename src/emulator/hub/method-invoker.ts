@@ -1,5 +1,5 @@
 // Direct methods: the service's invokeMethod sends a request on the device's method receiver link and waits for
-// the response on its method sender link (hub-amqp-protocol.md §5.2; iot-hub-devguide-direct-methods.md).
+// the response on its method sender link (docs/hub-amqp-protocol.md §5.2; iot-hub-devguide-direct-methods.md).
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { string_to_uuid, type Message } from "rhea";

@@ -1,5 +1,5 @@
 // The device's telemetry sender link: size limits, throttling, recording and acknowledging device-to-cloud
-// messages (hub-amqp-protocol.md §3).
+// messages (docs/hub-amqp-protocol.md §3).
 import type { EventEmitter } from "node:events";
 import type { Delivery, Message } from "rhea";
 import { Condition, settle } from "./amqp-wire.js";

@@ -1,5 +1,5 @@
 // Device-to-cloud messages: IoT Hub's size accounting and the record the service side sees
-// (hub-amqp-protocol.md §3.2, §3.5, §7).
+// (docs/hub-amqp-protocol.md §3.2, §3.5, §7).
 import type { Message } from "rhea";
 import { bodyBytes, messageIdText } from "./amqp-body.js";
 import type { TelemetryRecord } from "./types.js";
