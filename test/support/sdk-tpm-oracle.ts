@@ -45,6 +45,10 @@ class SwtpmDeviceForTss {
 
 export interface SdkTpmOracle {
   client: SdkTpmSecurityClient;
+  /** tss.js's TPM object itself, for commands the SDK client does not wrap (GetCapability). */
+  tpm: Tpm;
+  /** Connects tss.js's TPM (the SDK client does this itself on its first call). */
+  connect(): Promise<void>;
   getEndorsementKey(): Promise<Buffer>;
   getStorageRootKey(): Promise<Buffer>;
   getRegistrationId(): Promise<string>;
@@ -64,6 +68,8 @@ export function sdkTpmOracle(connection: { host: string; port: number; ctrlPort:
       new Promise<T>((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value as T))));
   return {
     client,
+    tpm,
+    connect: () => new Promise<void>((resolve) => tpm.connect(() => resolve())),
     getEndorsementKey: promisify<Buffer>((cb) => client.getEndorsementKey(cb)),
     getStorageRootKey: promisify<Buffer>((cb) => client.getStorageRootKey(cb)),
     getRegistrationId: promisify<string>((cb) => client.getRegistrationId(cb)),
