@@ -334,6 +334,26 @@ describe("end-of-line station: tpm identity and dps enrollment nodes", () => {
     });
   });
 
+  it("takes the connection string from an environment variable named in the flow, when no credential is set", async () => {
+    const flow = stationFlow();
+    Object.assign(
+      flow.find((n) => n.id === "service")!,
+      { connectionStringEnv: "TEST_DPS_SERVICE_CS" },
+    );
+    await helper.load(stationNodes, flow, { service: { caPem: emulator.caPem } });
+    delete process.env.TEST_DPS_SERVICE_CS;
+    await assert.rejects(enroll({ topic: "get", payload: "anything" }), /TEST_DPS_SERVICE_CS .* is not set/);
+    process.env.TEST_DPS_SERVICE_CS = emulator.connectionStrings.dpsService;
+    try {
+      await helper.unload();
+      await helper.load(stationNodes, flow, { service: { caPem: emulator.caPem } });
+      const created = await enroll({ payload: { registrationId: "from-env", symmetricKey: true } });
+      assert.equal(created.dps.action, "created");
+    } finally {
+      delete process.env.TEST_DPS_SERVICE_CS;
+    }
+  });
+
   it("lists enrollments by query, page after page", async () => {
     await load(stationFlow());
     const answer = await enroll({ topic: "query", payload: "SELECT * FROM enrollments" });

@@ -6,6 +6,8 @@ import type { DpsServiceClient, DpsServiceClientOptions } from "../../enrollment
 import { ConfigurationError } from "../../device/index.js";
 
 export interface DpsServiceNodeDef extends NodeDef {
+  /** Name of an environment variable that holds the connection string, when the credential is empty. */
+  connectionStringEnv: string;
   endpoint: string;
   caSource: "none" | "text" | "file";
   caFile: string;
@@ -26,8 +28,7 @@ export function serviceOptionsOf(
   def: DpsServiceNodeDef,
   credentials: DpsServiceCredentials,
 ): DpsServiceClientOptions {
-  const connectionString = (credentials.connectionString ?? "").trim();
-  if (!connectionString) throw new ConfigurationError("no DPS service connection string set (credentials)");
+  const connectionString = connectionStringOf(def, credentials);
   const options: DpsServiceClientOptions = { connectionString };
   if (def.endpoint?.trim()) options.endpoint = def.endpoint.trim();
   const ca = trustedCa(def, credentials);
@@ -35,6 +36,21 @@ export function serviceOptionsOf(
   const seconds = Number(def.timeout);
   if (Number.isFinite(seconds) && seconds > 0) options.timeoutMs = Math.round(seconds * 1000);
   return options;
+}
+
+/** The credential, or else the environment variable it names (containers keep secrets there). */
+function connectionStringOf(def: DpsServiceNodeDef, credentials: DpsServiceCredentials): string {
+  const fromCredentials = (credentials.connectionString ?? "").trim();
+  if (fromCredentials) return fromCredentials;
+  const variable = (def.connectionStringEnv ?? "").trim();
+  if (!variable) throw new ConfigurationError("no DPS service connection string set (credentials)");
+  const fromEnvironment = (process.env[variable] ?? "").trim();
+  if (!fromEnvironment) {
+    throw new ConfigurationError(
+      `the environment variable ${variable} (DPS service connection string) is not set`,
+    );
+  }
+  return fromEnvironment;
 }
 
 function trustedCa(def: DpsServiceNodeDef, credentials: DpsServiceCredentials): string | undefined {
