@@ -339,7 +339,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
   });
 
   it("Import > Examples lists our five example flows, and imports the end-to-end demo", async () => {
-    assert.equal(exampleNames.length, 5, "the repository has five example flows");
+    assert.equal(exampleNames.length, 7, "the repository has seven example flows");
     await page.locator("#red-ui-header-button-sidemenu").click();
     await page.locator("#menu-item-import").click();
     await page.locator("#red-ui-clipboard-dialog-import-tabs .red-ui-tab", { hasText: "Examples" }).click();
