@@ -46,7 +46,10 @@ export function describeTpmFailure(error: unknown, spec: TpmConnectionSpec, time
   switch (error.code) {
     case "TPM_TRANSPORT":
       if (/permission denied|EACCES|EPERM/i.test(text)) {
-        return `no permission to use the TPM (${text}): give the Node-RED user access to the TPM device, usually by adding it to the "tss" group`;
+        const advice = /tss/.test(text)
+          ? ""
+          : ': give the Node-RED user access to the TPM device (usually the "tss" group)';
+        return `no permission to use the TPM (${text})${advice}`;
       }
       if (/EBUSY/i.test(text)) {
         return `the TPM is busy (${text}): another program holds it; use /dev/tpmrm0, the kernel's resource manager, which shares the TPM`;
