@@ -354,6 +354,36 @@ describe("end-of-line station: tpm identity and dps enrollment nodes", () => {
     }
   });
 
+  it("reaches a DPS on the default port 443 with nothing but the connection string, as Azure", async (t) => {
+    // A loopback address of its own, so port 443 cannot collide with other tests' listeners.
+    const host = "127.0.0.93";
+    let azureLike: Emulator | undefined;
+    try {
+      azureLike = await startEmulator({ dataDir: join(dataDir, "port-443"), host, webPort: 443 });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (["EACCES", "EADDRINUSE", "EADDRNOTAVAIL", "EPERM"].includes(code ?? "")) {
+        return t.skip(`cannot listen on ${host}:443 here (${code})`);
+      }
+      throw error;
+    }
+    try {
+      assert.match(
+        azureLike.connectionStrings.dpsService,
+        /^HostName=127\.0\.0\.93;/,
+        "no port in the host name",
+      );
+      await helper.load(stationNodes, stationFlow(), {
+        service: { connectionString: azureLike.connectionStrings.dpsService, caPem: azureLike.caPem },
+      });
+      const created = await enroll({ payload: { registrationId: "port-443", symmetricKey: true } });
+      assert.equal(created.dps.action, "created");
+      assert.ok(azureLike.dps.store.getIndividualEnrollment("port-443"));
+    } finally {
+      await azureLike.close();
+    }
+  });
+
   it("lists enrollments by query, page after page", async () => {
     await load(stationFlow());
     const answer = await enroll({ topic: "query", payload: "SELECT * FROM enrollments" });
