@@ -24,7 +24,7 @@ interface EnrollmentNodeDef extends NodeDef {
 type EnrollmentMessage = NodeMessageInFlow & { force?: unknown; dps?: Record<string, unknown> };
 
 export = function register(RED: NodeAPI): void {
-  const t = catalogOf(RED, "azure-iot-dps-enrollment", "provisio-azure-dps-enrollment");
+  const t = catalogOf(RED, "provisio-azure-dps-enrollment");
 
   function DpsEnrollmentNode(this: Node, def: EnrollmentNodeDef): void {
     RED.nodes.createNode(this, def);

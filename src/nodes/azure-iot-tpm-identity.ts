@@ -16,7 +16,7 @@ interface TpmIdentityNodeDef extends NodeDef {
 const DEFAULT_TIMEOUT_S = 10;
 
 export = function register(RED: NodeAPI): void {
-  const t = catalogOf(RED, "azure-iot-tpm-identity", "provisio-azure-tpm-identity");
+  const t = catalogOf(RED, "provisio-azure-tpm-identity");
 
   function TpmIdentityNode(this: Node, def: TpmIdentityNodeDef): void {
     RED.nodes.createNode(this, def);

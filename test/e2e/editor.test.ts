@@ -39,6 +39,12 @@ const FLOW_NODES = [
   "azure-iot-twin-report",
 ];
 
+/** The end-of-line station's flow nodes: registered type, and the file name of their catalogue and icon. */
+const STATION_NODES = [
+  { type: "provisio-azure-tpm-identity", file: "azure-iot-tpm-identity" },
+  { type: "provisio-azure-dps-enrollment", file: "azure-iot-dps-enrollment" },
+];
+
 /**
  * Per node type: a field of its edit dialog with the value the imported demo gives it (a `select` is read by
  * the label of its chosen option), and a phrase from its help text (nodes/locales/en-US/<type>.html).
@@ -304,16 +310,17 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     await tpm?.dispose().catch(() => undefined);
   });
 
-  it(`the palette shows our four flow nodes in "${CATEGORY}", with icons that load`, async () => {
+  it(`the palette shows our six flow nodes in "${CATEGORY}", with icons that load`, async () => {
     const header = page.locator(".red-ui-palette-header", { hasText: CATEGORY });
     await header.waitFor();
     const category = page.locator(".red-ui-palette-category", { has: header });
-    for (const type of FLOW_NODES) {
+    const paletteEntries = [...FLOW_NODES.map((type) => ({ type, file: type })), ...STATION_NODES];
+    for (const { type, file } of paletteEntries) {
       const paletteNode = category.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
       await paletteNode.waitFor({ state: "visible" });
       assert.equal(
         normalise(await paletteNode.innerText()),
-        catalogueText(type, `${type}.paletteLabel`),
+        catalogueText(file, `${type}.paletteLabel`),
         `${type}'s palette label`,
       );
       const iconStyle = await paletteNode.locator(".red-ui-palette-icon").getAttribute("style");
@@ -321,7 +328,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       assert.ok(iconUrl, `${type} has an icon in the palette`);
       assert.match(
         iconUrl,
-        new RegExp(`/${type}\\.svg$`),
+        new RegExp(`/${file}\\.svg$`),
         `${type} uses its own icon, not Node-RED's fallback`,
       );
       const answer = await fetch(new URL(iconUrl, `${nodeRed!.url}/`));
@@ -331,7 +338,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     }
     assert.equal(
       await category.locator(".red-ui-palette-node").count(),
-      FLOW_NODES.length,
+      FLOW_NODES.length + STATION_NODES.length,
       `"${CATEGORY}" holds exactly our flow nodes`,
     );
     await header.scrollIntoViewIfNeeded();

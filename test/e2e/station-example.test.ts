@@ -32,14 +32,23 @@ function example(name: string): Array<Record<string, unknown>> {
 }
 
 /** The debug messages Node-RED publishes to the editor, collected from its comms websocket. */
-async function debugListener(url: string): Promise<{ messages: DebugMessage[]; close(): void }> {
+async function debugListener(
+  url: string,
+): Promise<{ messages: DebugMessage[]; statuses: Array<{ id: string; text?: string }>; close(): void }> {
   const socket = new WebSocket(`${url.replace(/^http/, "ws")}/comms`);
   const messages: DebugMessage[] = [];
+  const statuses: Array<{ id: string; text?: string }> = [];
   socket.on("message", (data: WebSocket.Data) => {
     const text = typeof data === "string" ? data : Buffer.isBuffer(data) ? data.toString("utf8") : "";
     const parsed = JSON.parse(text) as Array<{ topic: string; data: DebugMessage }>;
     for (const entry of Array.isArray(parsed) ? parsed : [parsed]) {
       if (entry.topic === "debug") messages.push(entry.data);
+      if (entry.topic.startsWith("status/")) {
+        statuses.push({
+          id: entry.topic.slice("status/".length),
+          text: (entry.data as { text?: string }).text,
+        });
+      }
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -47,7 +56,8 @@ async function debugListener(url: string): Promise<{ messages: DebugMessage[]; c
     socket.once("error", reject);
   });
   socket.send(JSON.stringify({ subscribe: "debug" }));
-  return { messages, close: () => socket.close() };
+  socket.send(JSON.stringify({ subscribe: "status/#" }));
+  return { messages, statuses, close: () => socket.close() };
 }
 
 /** Presses an inject node's button; its admin route exists once the deployed flow has started. */
@@ -128,6 +138,10 @@ describe("example flows: end-of-line station (real Node-RED, emulator, swtpm)", 
       assert.equal(answer.dps.action, "created");
       assert.equal(answer.tpm.manufacturer, "IBM");
       assert.equal(answer.payload.initialTwin.tags.customer, "ACME Tooling");
+      // status texts come from the nodes' message catalogues (not the key fallback)
+      const enrollStatuses = debug.statuses.filter((s) => s.id === "eolp-enroll").map((s) => s.text);
+      assert.ok(enrollStatuses.includes("enrolling\u2026"), JSON.stringify(enrollStatuses));
+      assert.ok(enrollStatuses.includes(`created ${answer.payload.registrationId}`));
       const state = JSON.parse(connected.msg) as { deviceId: string; hub: string };
       assert.equal(state.deviceId, answer.payload.registrationId);
 

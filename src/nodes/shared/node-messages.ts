@@ -4,13 +4,13 @@ import type { NodeAPI } from "node-red";
 const MODULE = "@provisio/node-red-azure-iot";
 
 /**
- * `translate(key, params)` for the catalog of the node file `file` (e.g. "azure-iot-dps-enrollment"), whose
- * texts sit under the node's type name (`section`, e.g. "provisio-azure-dps-enrollment").
+ * `translate(key, params)` in the catalog of a node set: its namespace is the set's name in package.json
+ * ("node-red".nodes), which is the node's type, and its texts sit under the type name as well.
  */
-export function catalogOf(RED: NodeAPI, file: string, section: string) {
+export function catalogOf(RED: NodeAPI, type: string) {
   return (relativeKey: string, params?: Record<string, string | number>): string => {
-    const key = `${section}.${relativeKey}`;
-    const text = RED._(`${MODULE}/${file}:${key}`, params);
+    const key = `${type}.${relativeKey}`;
+    const text = RED._(`${MODULE}/${type}:${key}`, params);
     // A missing catalog (nodes loaded from source in tests) gives the key back: show its last part.
     if (text === key || text.endsWith(`:${key}`)) {
       const last = key.split(".").pop() ?? key;
