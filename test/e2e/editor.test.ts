@@ -345,7 +345,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     await saveScreenshot(page, artifactsDir, "1-palette");
   });
 
-  it("Import > Examples lists our five example flows, and imports the end-to-end demo", async () => {
+  it("Import > Examples lists our seven example flows, and imports the end-to-end demo", async () => {
     assert.equal(exampleNames.length, 7, "the repository has seven example flows");
     await page.locator("#red-ui-header-button-sidemenu").click();
     await page.locator("#menu-item-import").click();
