@@ -322,6 +322,39 @@ describe("end-of-line station: tpm identity and dps enrollment nodes", () => {
     assert.equal(emulator.dps.store.getIndividualEnrollment("never"), undefined);
   });
 
+  it("an untrusted service certificate and a closed port are named as such", async () => {
+    const flow = stationFlow();
+    Object.assign(
+      flow.find((n) => n.id === "service")!,
+      { caSource: "none" },
+    );
+    await load(flow);
+    const untrusted = await enroll({ topic: "get", payload: "x" }).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    assert.match(
+      String(untrusted?.message),
+      /TLS certificate of DPS service .* is not trusted.*check the trusted CA/,
+    );
+    await helper.unload();
+
+    const closed = stationFlow();
+    Object.assign(
+      closed.find((n) => n.id === "service")!,
+      { endpoint: `127.0.0.1:${await freePort()}` },
+    );
+    await load(closed);
+    const refused = await enroll({ topic: "get", payload: "x" }).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    assert.match(
+      String(refused?.message),
+      /nothing listens on DPS service 127\.0\.0\.1:\d+ \(connection refused\)/,
+    );
+  });
+
   it("keeps the connection string in credentials, out of the flow", () => {
     const registry = (
       helper as unknown as {
