@@ -106,6 +106,9 @@ function attestationOf(payload: Record<string, unknown>): AttestationMechanism {
         : `give only one attestation, not ${given.join(" and ")}`,
     );
   }
+  if (payload.secondaryCertificate !== undefined && payload.certificate === undefined) {
+    throw new EnrollmentRequestError("secondaryCertificate belongs to an X.509 attestation (certificate)");
+  }
   if (payload.endorsementKey !== undefined) {
     const endorsementKey = optionalString(payload, "endorsementKey") ?? "";
     if (!isBase64(endorsementKey)) throw new EnrollmentRequestError("endorsementKey must be base64");

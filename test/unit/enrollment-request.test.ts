@@ -65,6 +65,10 @@ describe("enrollment from msg.payload", () => {
     assert.throws(() => enrollmentOf({ endorsementKey: EK }), /registrationId is missing/);
     assert.throws(() => enrollmentOf({ registrationId: "a" }), /no attestation/);
     assert.throws(
+      () => enrollmentOf({ registrationId: "a", endorsementKey: EK, secondaryCertificate: "x" }),
+      /secondaryCertificate belongs to an X.509 attestation/,
+    );
+    assert.throws(
       () => enrollmentOf({ registrationId: "a", endorsementKey: EK, symmetricKey: true }),
       /only one attestation/,
     );
