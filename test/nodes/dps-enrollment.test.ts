@@ -296,6 +296,48 @@ describe("end-of-line station: tpm identity and dps enrollment nodes", () => {
     assert.equal(emulator.dps.store.getIndividualEnrollment(`${prefix}-17`), undefined);
   });
 
+  it("bulk updates under etags (a stale one is refused per item) and bulk deletes", async () => {
+    await load(stationFlow());
+    const ids = ["crate-a", "crate-b", "crate-c"].map((id) => `${id}-${randomBytes(2).toString("hex")}`);
+    const created = (
+      await enroll({ payload: ids.map((registrationId) => ({ registrationId, symmetricKey: true })) })
+    ).payload as unknown as { succeeded: string[] };
+    assert.deepEqual(created.succeeded, ids);
+    // one at a time: each enroll() waits for the next answer
+    const first = (await enroll({ topic: "get", payload: ids[0] })).payload;
+    const second = (await enroll({ topic: "get", payload: ids[1] })).payload;
+    assert.equal(second.registrationId, ids[1]);
+
+    const caught = messageMatching<Caught>("caught", (m) => m.error.source.id === "enroll", 30_000);
+    const updated = await enroll({
+      payload: [
+        { ...first, initialTwin: { tags: { crate: 1 } } },
+        { ...second, etag: '"an-etag-from-yesterday"', initialTwin: { tags: { crate: 2 } } },
+      ],
+    });
+    const report = updated.payload as unknown as {
+      succeeded: string[];
+      failed: Array<{ index: number; errorCode: number }>;
+    };
+    assert.deepEqual(report.succeeded, [ids[0]]);
+    assert.deepEqual(
+      report.failed.map((f) => [f.index, Math.floor(f.errorCode / 1000)]),
+      [[1, 412]],
+      JSON.stringify(report.failed),
+    );
+    assert.match((await caught).error.message, /1 of 2 enrollment\(s\) failed: #1 /);
+    assert.deepEqual(emulator.dps.store.getIndividualEnrollment(ids[0])?.initialTwin?.tags, { crate: 1 });
+    assert.equal(
+      emulator.dps.store.getIndividualEnrollment(ids[1])?.initialTwin,
+      undefined,
+      "the stale update changed nothing",
+    );
+
+    const deleted = await enroll({ topic: "delete", payload: ids });
+    assert.deepEqual((deleted.payload as unknown as { succeeded: string[] }).succeeded, ids);
+    for (const id of ids) assert.equal(emulator.dps.store.getIndividualEnrollment(id), undefined);
+  });
+
   it("a wrong service key is refused, and the error names the cause but no key", async () => {
     const wrongKey = randomBytes(32).toString("base64");
     secrets.push(wrongKey);
