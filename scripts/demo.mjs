@@ -213,6 +213,8 @@ async function main() {
     AZURE_IOT_DPS_ENDPOINT: emulator.endpoints.dps.amqp,
     AZURE_IOT_ID_SCOPE: emulator.idScope,
     AZURE_IOT_CA_FILE: emulator.caFile,
+    // the "end-of-line station" examples name this variable instead of holding the key in the flow
+    AZURE_IOT_DPS_SERVICE_CONNECTION_STRING: emulator.connectionStrings.dpsService,
     SWTPM_HOST: swtpm?.connection.host ?? "127.0.0.1",
     SWTPM_PORT: String(swtpm?.connection.port ?? 0),
     SWTPM_CTRL_PORT: String(swtpm?.connection.ctrlPort ?? 0),

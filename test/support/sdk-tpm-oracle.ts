@@ -20,9 +20,21 @@ interface SdkTpmSecurityClient {
   signWithIdentity(data: Buffer, callback: NodeCallback<Buffer>): void;
 }
 
+/** tss.js's TPM object, by the members the tests use. */
+export interface TssTpm {
+  connect(continuation: () => void): void;
+  GetCapability(
+    capability: number,
+    property: number,
+    count: number,
+    callback: (error: Error | null, response?: { capabilityData: unknown }) => void,
+  ): void;
+}
+
 interface OraclePackages {
   TpmSecurityClient: new (registrationId: string | undefined, tpm: object) => SdkTpmSecurityClient;
-  Tpm: new (useSimulator: boolean) => object;
+  Tpm: new (useSimulator: boolean) => TssTpm;
+  TPM_CAP: Record<string, number>;
 }
 
 const oracleFolder = join(__dirname, "..", "oracle");
@@ -35,8 +47,13 @@ function loadOraclePackages(): OraclePackages {
   }
   const requireFromOracle = createRequire(join(oracleFolder, "package.json"));
   const sdk = requireFromOracle("azure-iot-security-tpm") as Pick<OraclePackages, "TpmSecurityClient">;
-  const tss = requireFromOracle("tss.js") as Pick<OraclePackages, "Tpm">;
-  return { TpmSecurityClient: sdk.TpmSecurityClient, Tpm: tss.Tpm };
+  const tss = requireFromOracle("tss.js") as Pick<OraclePackages, "Tpm" | "TPM_CAP">;
+  return { TpmSecurityClient: sdk.TpmSecurityClient, Tpm: tss.Tpm, TPM_CAP: tss.TPM_CAP };
+}
+
+/** tss.js's TPM_CAP constants (its own, to ask it in its own terms). */
+export function tssCapabilities(): Record<string, number> {
+  return loadOraclePackages().TPM_CAP;
 }
 
 type Continuation = (error: Error | null, response?: Buffer) => void;
@@ -78,6 +95,10 @@ class SwtpmDeviceForTss {
 
 export interface SdkTpmOracle {
   client: SdkTpmSecurityClient;
+  /** tss.js's TPM object itself, for commands the SDK client does not wrap (GetCapability). */
+  tpm: TssTpm;
+  /** Connects tss.js's TPM (the SDK client does this itself on its first call). */
+  connect(): Promise<void>;
   getEndorsementKey(): Promise<Buffer>;
   getStorageRootKey(): Promise<Buffer>;
   getRegistrationId(): Promise<string>;
@@ -98,6 +119,8 @@ export function sdkTpmOracle(connection: { host: string; port: number; ctrlPort:
       new Promise<T>((resolve, reject) => call((err, value) => (err ? reject(err) : resolve(value as T))));
   return {
     client,
+    tpm,
+    connect: () => new Promise<void>((resolve) => tpm.connect(() => resolve())),
     getEndorsementKey: promisify<Buffer>((cb) => client.getEndorsementKey(cb)),
     getStorageRootKey: promisify<Buffer>((cb) => client.getStorageRootKey(cb)),
     getRegistrationId: promisify<string>((cb) => client.getRegistrationId(cb)),
