@@ -1,4 +1,4 @@
-// The device-facing AMQP endpoint of the emulated IoT Hub: TLS without SASL, the rhea container and its events,
+// The device-facing AMQP endpoint of the emulated IoT Hub: TLS with optional SASL, the rhea container and its events,
 // and routing each attached link and each message to the part that serves it (hub-amqp-protocol.md §1-§5, §8).
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
@@ -23,8 +23,10 @@ import {
   remoteOpen,
   settle,
 } from "./amqp-wire.js";
+import { offerHubSaslMechanisms } from "./amqp-sasl.js";
 import { C2dDispatch, type C2dOutcome } from "./c2d-dispatch.js";
 import { CbsLinks } from "./cbs-link.js";
+import { servedHubName } from "./cbs-token-check.js";
 import { DeviceConnections, type ConnectionState } from "./device-connections.js";
 import type { DesiredChange, DeviceStore } from "./device-store.js";
 import { FaultInjection } from "./fault-injection.js";
@@ -32,7 +34,8 @@ import { directionAllowed, parseLinkAddress } from "./link-address.js";
 import { LinkAuthorizer, peerCertificateInfo } from "./link-authorization.js";
 import { drainOutbox, newLinkState, roleFor } from "./link-state.js";
 import { MethodInvoker } from "./method-invoker.js";
-import type { TelemetryLog } from "./telemetry.js";
+import { MAX_TELEMETRY_BYTES, type TelemetryLog } from "./telemetry.js";
+import { BATCH_MESSAGE_FORMAT } from "./telemetry-batch.js";
 import { TelemetryReceiver } from "./telemetry-link.js";
 import { TimerSet } from "./timer-set.js";
 import { TwinLinks } from "./twin-link.js";
@@ -43,6 +46,11 @@ const IDLE_TIME_OUT_MS = 240_000;
 const MAX_FRAME_SIZE = 65_536;
 /** Link credit granted to device sender links (rhea's default, as in the verified probe). */
 const CREDIT_WINDOW = 1000;
+/**
+ * max-message-size announced on every ATTACH: IoT Hub's 256 KB message limit. The C SDK sizes its telemetry
+ * batches by it and refuses to send when the hub announces none (hub-amqp-protocol.md §3.4).
+ */
+const MAX_MESSAGE_SIZE = MAX_TELEMETRY_BYTES;
 
 export interface EndpointOptions {
   host: string;
@@ -81,6 +89,7 @@ export class AmqpEndpoint {
     this.c2d = new C2dDispatch(store, this.connections, events);
     this.methods = new MethodInvoker(store, this.connections, this.timers);
     this.container = create_container({ id: `provisio-iothub-${randomUUID()}` });
+    offerHubSaslMechanisms(this.container);
     this.wireContainer();
   }
 
@@ -292,6 +301,7 @@ export class AmqpEndpoint {
     const attach = remoteAttach(link);
     link.set_target({ address: attach.target?.address } as TerminusOptions);
     link.set_source((attach.source ?? {}) as Source);
+    localAttach(link).max_message_size = MAX_MESSAGE_SIZE;
     this.attach(context.connection, link, attach.target?.address, true);
   }
 
@@ -302,6 +312,7 @@ export class AmqpEndpoint {
     const attach = remoteAttach(link);
     link.set_source({ address: attach.source?.address } as Source);
     link.set_target((attach.target ?? {}) as TerminusOptions);
+    localAttach(link).max_message_size = MAX_MESSAGE_SIZE;
     // The twin receiver asks for settled transfers (snd-settle-mode 1); echo it (§1.6, pitfall 9).
     if (attach.snd_settle_mode !== undefined) localAttach(link).snd_settle_mode = attach.snd_settle_mode;
     this.attach(context.connection, link, attach.source?.address, false);
@@ -348,6 +359,17 @@ export class AmqpEndpoint {
       });
       return;
     }
+    const namedHub =
+      parsed.hubHost === undefined
+        ? undefined
+        : servedHubName(parsed.hubHost, { hostNames: this.options.hostNames, port: this.boundPort });
+    if (parsed.hubHost !== undefined && namedHub?.toLowerCase() !== authorization.hubHostName.toLowerCase()) {
+      closeLink(link, {
+        condition: Condition.notFound,
+        description: `The link address ${String(address)} names another IoT hub.`,
+      });
+      return;
+    }
     const linkState = newLinkState(link, roleFor(parsed.kind, deviceSends), channelCorrelationId);
     linkState.hubHostName = authorization.hubHostName;
     linkState.deviceId = authorization.deviceId;
@@ -367,6 +389,19 @@ export class AmqpEndpoint {
     if (!state || !linkState || !delivery || !message) {
       if (delivery)
         settle(delivery, "reject", { condition: Condition.notAllowed, description: "Unexpected message." });
+      return;
+    }
+    // rhea hands over a transfer of another message-format undecoded, as bytes (only batches are known).
+    const format = (context as { format?: unknown }).format;
+    if (typeof format === "number" && format !== 0) {
+      if (linkState.role === "telemetry" && format === BATCH_MESSAGE_FORMAT && Buffer.isBuffer(message)) {
+        this.telemetryReceiver.onBatch(state, linkState, delivery, message);
+      } else {
+        settle(delivery, "reject", {
+          condition: Condition.notImplemented,
+          description: `Message format ${format} is not supported on this link.`,
+        });
+      }
       return;
     }
     switch (linkState.role) {
