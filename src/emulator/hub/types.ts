@@ -18,6 +18,8 @@ export interface HubDeviceRecord {
   status: DeviceStatus;
   authentication: DeviceAuthentication;
   modelId?: string;
+  /** Present only for IoT Edge devices. */
+  capabilities?: { iotEdge: boolean };
 }
 
 export type TwinProperties = Record<string, unknown> & { $version: number };

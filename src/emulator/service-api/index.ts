@@ -3,6 +3,7 @@
 import type { SharedAccessPolicy } from "./auth.js";
 import { dpsRoutes, type DpsServiceStore } from "./dps-routes.js";
 import { emulatorRoutes, type DpsFaultHandlers } from "./emulator-routes.js";
+import { hubRegistryRoutes } from "./hub-registry-routes.js";
 import { hubRoutes } from "./hub-routes.js";
 import { startServiceApiServer, type ServiceApiServer } from "./server.js";
 import type { HubFaults, HubRegistry, HubService } from "../hub/types.js";
@@ -34,6 +35,7 @@ export function startServiceApi(options: ServiceApiOptions): Promise<ServiceApiS
   const routes = [
     ...dpsRoutes(options.dpsStore),
     ...hubRoutes(options.hub),
+    ...hubRegistryRoutes(options.hub),
     ...emulatorRoutes({
       service: options.hub.service,
       faults: options.hub.faults,
