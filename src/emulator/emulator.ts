@@ -129,6 +129,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       tls: { ...tls, ...(options.deviceCaPems?.length ? { clientCa: options.deviceCaPems } : {}) },
       hostNames: [hubHostName],
       dataFile: join(options.dataDir, HUB_DATA_FILE),
+      servicePolicies: [{ keyName: HUB_SERVICE_KEY_NAME, key: identity.hubServiceKey }],
     });
     started.push(hub);
 

@@ -30,10 +30,12 @@ import { servedHubName } from "./cbs-token-check.js";
 import { DeviceConnections, type ConnectionState } from "./device-connections.js";
 import type { DesiredChange, DeviceStore } from "./device-store.js";
 import { FaultInjection } from "./fault-injection.js";
-import { directionAllowed, parseLinkAddress } from "./link-address.js";
+import { directionAllowed, parseLinkAddress, type ServiceLinkKind } from "./link-address.js";
 import { LinkAuthorizer, peerCertificateInfo } from "./link-authorization.js";
 import { drainOutbox, newLinkState, roleFor } from "./link-state.js";
 import { MethodInvoker } from "./method-invoker.js";
+import { ServiceC2dReceiver } from "./service-c2d.js";
+import { ServiceFeedback } from "./service-feedback.js";
 import { MAX_TELEMETRY_BYTES, type TelemetryLog } from "./telemetry.js";
 import { BATCH_MESSAGE_FORMAT } from "./telemetry-batch.js";
 import { TelemetryReceiver } from "./telemetry-link.js";
@@ -57,6 +59,11 @@ export interface EndpointOptions {
   port: number;
   tls: { key: string; cert: string; clientCa?: string[] };
   hostNames: string[];
+  /** Shared access policies of the service side. */
+  servicePolicies?: { keyName: string; key: string }[];
+  /** Where the C2D queues are kept across restarts. */
+  c2dFile?: string;
+  c2dLockTimeoutMs?: number;
 }
 
 /** One TLS listener for all hub host names; it owns the connections, the per-link handlers and the fault counters. */
@@ -71,6 +78,8 @@ export class AmqpEndpoint {
   private readonly telemetryReceiver: TelemetryReceiver;
   private readonly twins: TwinLinks;
   private readonly c2d: C2dDispatch;
+  private readonly feedback: ServiceFeedback;
+  private readonly serviceC2d: ServiceC2dReceiver;
   private readonly methods: MethodInvoker;
   boundPort = 0;
 
@@ -83,10 +92,25 @@ export class AmqpEndpoint {
     this.connections = new DeviceConnections(this.timers, events);
     this.authorizer = new LinkAuthorizer(store, options.hostNames, this.connections);
     this.faults = new FaultInjection(this.connections);
-    this.cbs = new CbsLinks(options.hostNames, () => this.boundPort, store, this.connections, this.faults);
+    this.cbs = new CbsLinks(
+      options.hostNames,
+      () => this.boundPort,
+      store,
+      this.connections,
+      this.faults,
+      options.servicePolicies ?? [],
+    );
     this.telemetryReceiver = new TelemetryReceiver(store, telemetry, this.faults, this.timers, events);
     this.twins = new TwinLinks(store, this.connections, events);
-    this.c2d = new C2dDispatch(store, this.connections, events);
+    this.feedback = new ServiceFeedback(this.connections, (hub, deviceId) =>
+      store.generationId(hub, deviceId),
+    );
+    this.c2d = new C2dDispatch(store, this.connections, events, this.timers, {
+      ...(options.c2dFile ? { file: options.c2dFile } : {}),
+      ...(options.c2dLockTimeoutMs !== undefined ? { lockTimeoutMs: options.c2dLockTimeoutMs } : {}),
+      onFeedback: (hub, deviceId, entry, outcome) => this.feedback.record(hub, deviceId, entry, outcome),
+    });
+    this.serviceC2d = new ServiceC2dReceiver(this.c2d);
     this.methods = new MethodInvoker(store, this.connections, this.timers);
     this.container = create_container({ id: `provisio-iothub-${randomUUID()}` });
     offerHubSaslMechanisms(this.container);
@@ -351,6 +375,10 @@ export class AmqpEndpoint {
       });
       return;
     }
+    if (!("deviceId" in parsed)) {
+      this.attachServiceLink(state, link, parsed, channelCorrelationId, String(address));
+      return;
+    }
     const authorization = this.authorizer.authorize(state, parsed.deviceId);
     if (!authorization) {
       closeLink(link, {
@@ -378,6 +406,32 @@ export class AmqpEndpoint {
       setImmediate(() => this.c2d.flush(authorization.hubHostName, authorization.deviceId));
     if (linkState.role === "method-request")
       this.methods.linkAttached(authorization.hubHostName, authorization.deviceId);
+  }
+
+  /** A service client's link: allowed once a policy token for the hub the address names was put. */
+  private attachServiceLink(
+    state: ConnectionState,
+    link: Sender | Receiver,
+    parsed: { kind: ServiceLinkKind; hubHost?: string },
+    channelCorrelationId: unknown,
+    address: string,
+  ): void {
+    const service = state.service;
+    const namedHub =
+      parsed.hubHost === undefined
+        ? service?.hubHostName
+        : servedHubName(parsed.hubHost, { hostNames: this.options.hostNames, port: this.boundPort });
+    if (!service || namedHub?.toLowerCase() !== service.hubHostName.toLowerCase()) {
+      closeLink(link, {
+        condition: Condition.unauthorized,
+        description: `The connection is not authorized for ${address}.`,
+      });
+      return;
+    }
+    const linkState = newLinkState(link, parsed.kind, channelCorrelationId);
+    linkState.hubHostName = service.hubHostName;
+    state.links.set(link, linkState);
+    if (parsed.kind === "service-feedback") setImmediate(() => this.feedback.flush(service.hubHostName));
   }
 
   private onMessage(context: EventContext): void {
@@ -421,6 +475,9 @@ export class AmqpEndpoint {
         settle(delivery, "accept");
         this.methods.onMethodResponse(message);
         return;
+      case "service-c2d":
+        this.serviceC2d.onMessage(state, delivery, message);
+        return;
       default:
         settle(delivery, "reject", { condition: Condition.notAllowed, description: "Unexpected message." });
     }
@@ -435,10 +492,13 @@ export class AmqpEndpoint {
     if (linkState.role === "c2d" && linkState.hubHostName && linkState.deviceId) {
       this.c2d.flush(linkState.hubHostName, linkState.deviceId);
     }
+    if (linkState.role === "service-feedback" && linkState.hubHostName)
+      this.feedback.flush(linkState.hubHostName);
   }
 
   private onC2dOutcome(context: EventContext, outcome: C2dOutcome): void {
     this.c2d.onOutcome(context.delivery, outcome);
+    this.feedback.onOutcome(context.delivery, outcome === "completed");
   }
 
   private onLinkClosed(context: EventContext): void {
@@ -452,6 +512,7 @@ export class AmqpEndpoint {
     if (!linkState) return;
     state.links.delete(link);
     if (linkState.role === "c2d") this.c2d.linkClosed(linkState);
+    if (linkState.role === "service-feedback") this.feedback.linkClosed(linkState);
   }
 
   private connectionEnded(state: ConnectionState): void {
