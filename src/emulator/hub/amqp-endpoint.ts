@@ -416,7 +416,7 @@ export class AmqpEndpoint {
     channelCorrelationId: unknown,
     address: string,
   ): void {
-    const service = state.service;
+    const service = state.service && state.service.expiresAtMs > Date.now() ? state.service : undefined;
     const namedHub =
       parsed.hubHost === undefined
         ? service?.hubHostName

@@ -30,8 +30,9 @@ export class CbsLinks {
     const token: unknown = message.body;
     const tokenText =
       typeof token === "string" ? token : Buffer.isBuffer(token) ? token.toString("utf8") : token;
-    if (typeof tokenText === "string" && parseSasToken(tokenText)?.keyName !== undefined) {
-      // A policy token: the service side (azure-iothub Client), scoped to the whole hub.
+    const sas = typeof tokenText === "string" ? parseSasToken(tokenText) : undefined;
+    if (typeof tokenText === "string" && sas?.keyName !== undefined && !sas.resource.includes("/")) {
+      // A policy token scoped to the whole hub: the service side (azure-iothub Client).
       const service = checkServicePutToken(
         { operation: properties.operation, type: properties.type, name: properties.name, token: tokenText },
         {

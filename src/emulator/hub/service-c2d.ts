@@ -33,9 +33,13 @@ export class ServiceC2dReceiver {
   constructor(private readonly c2d: C2dDispatch) {}
 
   onMessage(state: ConnectionState, delivery: Delivery, message: Message): void {
-    const hubHostName = state.service?.hubHostName;
+    const service = state.service;
+    const hubHostName = service && service.expiresAtMs > Date.now() ? service.hubHostName : undefined;
     if (!hubHostName) {
-      settle(delivery, "reject", { condition: Condition.unauthorized, description: "Not authorized." });
+      settle(delivery, "reject", {
+        condition: Condition.unauthorized,
+        description: "Not authorized (no valid service token on this connection).",
+      });
       return;
     }
     const target = typeof message.to === "string" ? DEVICE_TARGET.exec(message.to) : null;
