@@ -111,7 +111,8 @@ describe("emulator with the C SDK's AMQP wire shapes", () => {
     assert.equal(records.length, 2);
     const [first, second] = records;
     assert.equal(first?.body.toString(), JSON.stringify({ temperature: 21.5 }));
-    assert.equal(first?.properties.unit, "celsius");
+    assert.deepEqual(first?.properties, { unit: "celsius" });
+    assert.equal(first?.systemProperties["iothub-creation-time-utc"], "2026-01-01T00:00:00.000Z");
     assert.equal(first?.systemProperties.messageId, "m-1");
     assert.equal(first?.systemProperties.correlationId, "c-1");
     assert.equal(first?.systemProperties.contentType, "application/json");
