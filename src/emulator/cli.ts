@@ -7,10 +7,14 @@ import { parseArgs } from "node:util";
 import { startEmulator, type Emulator } from "./emulator.js";
 
 const USAGE = `usage: azure-iot-local --data-dir DIR [--host 127.0.0.1] [--amqp-port N] [--https-port N]
-                       [--mqtt-port N] [--hub-port N] [--web-port N] [--hub-host-name NAME]
-                       [--ui-port N] [--enrollments FILE] [--verbose]
+                       [--mqtt-port N] [--hub-host ADDRESS] [--hub-port N] [--web-port N]
+                       [--hub-host-name NAME] [--ui-port N] [--enrollments FILE] [--verbose]
   Ports default to 0 (any free port). The emulator listens on loopback unless --host says otherwise;
-  the web page (--ui-port) always listens on 127.0.0.1: open the "ui" URL of the ready line.`;
+  the web page (--ui-port) always listens on 127.0.0.1: open the "ui" URL of the ready line.
+  Azure's layout, for clients that only dial default ports (run as root for 443):
+    --host 127.0.0.1 --amqp-port 5671 --mqtt-port 8883 --https-port 443 --web-port 443 --hub-host 127.0.0.2
+  puts DPS (device API) and the service API on 127.0.0.1:443, and the hub on 127.0.0.2 with its default ports,
+  so DPS assigns the plain host name "127.0.0.2".`;
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -26,6 +30,7 @@ export interface CliOptions {
   webPort: number;
   uiPort: number;
   hubHostName?: string;
+  hubHost?: string;
   enrollmentsFile?: string;
   verbose: boolean;
 }
@@ -54,6 +59,7 @@ export function parseCliArguments(argv: string[]): CliOptions {
         "web-port": { type: "string" },
         "ui-port": { type: "string" },
         "hub-host-name": { type: "string" },
+        "hub-host": { type: "string" },
         enrollments: { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean" },
@@ -75,6 +81,7 @@ export function parseCliArguments(argv: string[]): CliOptions {
     webPort: port(values["web-port"], "--web-port"),
     uiPort: port(values["ui-port"], "--ui-port"),
     ...(values["hub-host-name"] ? { hubHostName: values["hub-host-name"] } : {}),
+    ...(values["hub-host"] ? { hubHost: values["hub-host"] } : {}),
     ...(values.enrollments ? { enrollmentsFile: resolve(values.enrollments) } : {}),
     verbose: values.verbose ?? false,
   };
@@ -115,6 +122,7 @@ export async function main(argv: string[]): Promise<number> {
       webPort: options.webPort,
       uiPort: options.uiPort,
       ...(options.hubHostName ? { hubHostName: options.hubHostName } : {}),
+      ...(options.hubHost ? { hubHost: options.hubHost } : {}),
       ...(options.enrollmentsFile ? { enrollmentsFile: options.enrollmentsFile } : {}),
       ...(options.verbose
         ? { log }

@@ -2,13 +2,20 @@
 // service REST API, all on loopback by default, with their state in one data directory so that a restart
 // keeps the CA, the ID scope, the service keys, enrollments, registrations, devices and twins.
 import { mkdir } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, isIP } from "node:net";
 import { join } from "node:path";
 import { ensureCertificates } from "./certs.js";
 import { EnrollmentStore, startDps, type Dps } from "./dps/index.js";
 import { startHub, type Hub } from "./hub/index.js";
 import { applyEnrollmentsFile, type AppliedEnrollments } from "./service-api/enrollments-file.js";
-import { startServiceApi, type ServiceApiServer, type SharedAccessPolicy } from "./service-api/index.js";
+import {
+  serviceApiListener,
+  startServiceApi,
+  type ServiceApiOptions,
+  type ServiceApiServer,
+  type SharedAccessPolicy,
+} from "./service-api/index.js";
 import {
   DPS_SERVICE_KEY_NAME,
   HUB_SERVICE_KEY_NAME,
@@ -33,9 +40,17 @@ export interface EmulatorOptions {
   amqpPort?: number;
   httpsPort?: number;
   mqttPort?: number;
-  /** IoT hub AMQP port; 0 or absent = any free port. */
+  /** IoT hub AMQP port; 0 or absent = any free port, or 5671 when the hub has an address of its own. */
   hubPort?: number;
-  /** Service REST API port; 0 or absent = any free port. */
+  /**
+   * Listen address of the hub alone (e.g. 127.0.0.2), as Azure's hub is a host of its own: its AMQP port then
+   * defaults to 5671 and its host name is that address, with no port. Default: `host`.
+   */
+  hubHost?: string;
+  /**
+   * Service REST API port; 0 or absent = any free port. The same port as `httpsPort` (443, as the SDKs expect)
+   * serves both on one listener: the DPS device API under "/{idScope}/registrations/", the service API elsewhere.
+   */
   webPort?: number;
   /** Web page (plain HTTP, access token in its URL) port; 0 or absent = any free port. */
   uiPort?: number;
@@ -111,9 +126,15 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const publicHost = publicHostName(host);
   const identity = await loadOrCreateServiceIdentity(await ensureDataDir(options.dataDir));
 
-  const hubPort = options.hubPort || (await reserveFreePort(host));
-  const hubHostName = options.hubHostName ?? hostNameWithPort(publicHost, hubPort, AMQPS_DEFAULT_PORT);
-  const certificates = await ensureCertificates({ dataDir: options.dataDir, hostNames: [host, hubHostName] });
+  const hubListenHost = options.hubHost ?? host;
+  const hubPublicHost = publicHostName(hubListenHost);
+  const hubPort =
+    options.hubPort || (options.hubHost ? AMQPS_DEFAULT_PORT : await reserveFreePort(hubListenHost));
+  const hubHostName = options.hubHostName ?? hostNameWithPort(hubPublicHost, hubPort, AMQPS_DEFAULT_PORT);
+  const certificates = await ensureCertificates({
+    dataDir: options.dataDir,
+    hostNames: [...new Set([host, hubListenHost, hubHostName])],
+  });
   const tls = { key: certificates.serverKeyPem, cert: certificates.serverCertPem };
   if (certificates.createdCa) log(`created a new CA: ${certificates.caCertFile}`);
 
@@ -124,11 +145,12 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   };
   try {
     const hub = await startHub({
-      host,
+      host: hubListenHost,
       port: hubPort,
       tls: { ...tls, ...(options.deviceCaPems?.length ? { clientCa: options.deviceCaPems } : {}) },
       hostNames: [hubHostName],
       dataFile: join(options.dataDir, HUB_DATA_FILE),
+      servicePolicies: [{ keyName: HUB_SERVICE_KEY_NAME, key: identity.hubServiceKey }],
     });
     started.push(hub);
 
@@ -142,8 +164,20 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
           `${enrollmentsApplied.unchanged.length} unchanged`,
       );
     }
+    // DPS's device API and the service API on one HTTPS port: the service API is built after DPS (it drives
+    // DPS faults), so DPS hands it the other requests through this late-bound listener.
+    const sharedHttps = !!options.webPort && options.webPort === options.httpsPort;
+    let serviceRequests: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
     const dps = await startDps({
       host,
+      ...(sharedHttps
+        ? {
+            otherHttpsRequests: (req: IncomingMessage, res: ServerResponse) => {
+              if (serviceRequests) serviceRequests(req, res);
+              else res.writeHead(503).end();
+            },
+          }
+        : {}),
       tls: { ...tls, ...(options.deviceCaPems?.length ? { clientCa: options.deviceCaPems } : {}) },
       amqpPort: options.amqpPort ?? 0,
       httpsPort: options.httpsPort ?? 0,
@@ -168,7 +202,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       keyName: HUB_SERVICE_KEY_NAME,
       key: identity.hubServiceKey,
     };
-    const api: ServiceApiServer = await startServiceApi({
+    const apiOptions: ServiceApiOptions = {
       host,
       port: options.webPort ?? 0,
       tls,
@@ -185,9 +219,22 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         },
       },
       onInternalError: (error) => log(`service API internal error: ${(error as Error)?.name ?? "error"}`),
-    });
-    started.push(api);
-    const dpsServiceHostName = hostNameWithPort(publicHost, api.port, HTTPS_DEFAULT_PORT);
+    };
+    let apiPort: number;
+    if (sharedHttps) {
+      serviceRequests = serviceApiListener(apiOptions);
+      apiPort = dps.ports.https ?? 0;
+    } else {
+      const api: ServiceApiServer = await startServiceApi(apiOptions);
+      started.push(api);
+      apiPort = api.port;
+    }
+    // A hub with an address of its own answers its service REST API there too (Registry dials the hub's
+    // host name on the API's port), as Azure's hub host name does.
+    if (options.hubHost && hubListenHost !== host && options.webPort) {
+      started.push(await startServiceApi({ ...apiOptions, host: hubListenHost }));
+    }
+    const dpsServiceHostName = hostNameWithPort(publicHost, apiPort, HTTPS_DEFAULT_PORT);
     dpsServiceHostNames.push(dpsServiceHostName);
 
     const ui = await startWebUi({
@@ -205,7 +252,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         https: endpoint(publicHost, dps.ports.https),
         mqtt: endpoint(publicHost, dps.ports.mqtt),
       },
-      hub: { hostName: hubHostName, amqp: endpoint(publicHost, hub.port) },
+      hub: { hostName: hubHostName, amqp: endpoint(hubPublicHost, hub.port) },
       web: `https://${dpsServiceHostName}/`,
     };
     let closing: Promise<void> | undefined;

@@ -19,6 +19,8 @@ export interface DpsSaslMechanism {
 }
 
 const REGISTRATION_ADDRESS = /^([^/]+)\/registrations\/([^/]+)$/;
+/** The C SDK prefixes its link addresses with the host it connected to (dps-protocol.md §3.3). */
+const AMQPS_PREFIX = /^amqps:\/\/[^/]+\//i;
 
 /** "{idScope}/registrations/{registrationId}" for this DPS, or undefined. */
 export function parseRegistrationAddress(
@@ -28,6 +30,18 @@ export function parseRegistrationAddress(
   const match = REGISTRATION_ADDRESS.exec(address ?? "");
   if (!match || !service.isOwnScope(match[1])) return undefined;
   return { registrationId: match[2] };
+}
+
+/**
+ * A register link's address: the Node SDK's "{idScope}/registrations/{registrationId}" or the C SDK's
+ * "amqps://{host}/{idScope}/registrations/{registrationId}". The host is the name the device dialled (the
+ * global endpoint or a custom one), so only the scope is checked.
+ */
+export function parseRegistrationLinkAddress(
+  service: RegistrationService,
+  address: string | undefined,
+): { registrationId: string } | undefined {
+  return parseRegistrationAddress(service, (address ?? "").replace(AMQPS_PREFIX, ""));
 }
 
 type Log = (message: string) => void;

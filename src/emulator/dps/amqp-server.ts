@@ -1,5 +1,5 @@
 // DPS over AMQP 1.0 (amqps): SASL PLAIN / TPM / none (X.509), the register and operation-status requests on
-// the "{idScope}/registrations/{registrationId}" links, answers as data-section JSON with the request's
+// the "[amqps://{host}/]{idScope}/registrations/{registrationId}" links, answers as data-section JSON with the request's
 // correlation id (docs/dps-protocol.md §3).
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
@@ -15,7 +15,7 @@ import {
 } from "rhea";
 import {
   AnonymousMechanism,
-  parseRegistrationAddress,
+  parseRegistrationLinkAddress,
   PlainMechanism,
   TpmMechanism,
   type DpsSaslMechanism,
@@ -81,7 +81,7 @@ export async function startAmqpServer(options: {
     context: EventContext,
     address: string | undefined,
   ): { registrationId: string } | DpsError => {
-    const parsed = parseRegistrationAddress(service, address);
+    const parsed = parseRegistrationLinkAddress(service, address);
     if (!parsed) return new DpsError(404, 404001, "unknown link address");
     const state = stateOf(context.connection);
     if (!state.identity) {

@@ -38,13 +38,16 @@ export function verifyRegistrationToken(
 
 export { deriveDeviceKey } from "../../common/group-key.js";
 
-/** Reads a certificate given as PEM or as base64 DER (both are accepted by the service API). */
+/**
+ * Reads a certificate given as PEM, as base64 DER, or as base64 of a PEM text (all three are accepted by the
+ * service API; the official SDK tests send the last form).
+ */
 export function parseCertificate(text: string): X509Certificate {
   const trimmed = text.trim();
-  const pem = trimmed.startsWith("-----BEGIN")
-    ? trimmed
-    : `-----BEGIN CERTIFICATE-----\n${trimmed}\n-----END CERTIFICATE-----`;
-  return new X509Certificate(pem);
+  if (trimmed.startsWith("-----BEGIN")) return new X509Certificate(trimmed);
+  const decoded = Buffer.from(trimmed, "base64").toString("latin1").trim();
+  if (decoded.startsWith("-----BEGIN")) return new X509Certificate(decoded);
+  return new X509Certificate(`-----BEGIN CERTIFICATE-----\n${trimmed}\n-----END CERTIFICATE-----`);
 }
 
 /** Upper-case hex thumbprints as IoT Hub and DPS show them. */

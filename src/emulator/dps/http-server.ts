@@ -35,6 +35,11 @@ export async function startHttpServer(options: {
   log: (message: string) => void;
   /** AmqpWs / MqttWs on this port (path /$iothub/websocket), by WebSocket subprotocol. */
   webSockets?: Partial<Record<WebSocketProtocol, (stream: Duplex, tlsSocket: TLSSocket) => void>>;
+  /**
+   * Serves the requests that are not the device API's, when another API shares this port (as Azure's
+   * service API shares 443 under its own host name); without it they are answered 404.
+   */
+  otherRequests?: (req: IncomingMessage, res: ServerResponse) => void;
 }): Promise<Listener> {
   const { service, log } = options;
   // TPM challenges by lower-case registration id: the session key signs the register PUT and the polls.
@@ -127,6 +132,10 @@ export async function startHttpServer(options: {
       rejectUnauthorized: false,
     },
     (req, res) => {
+      if (options.otherRequests && !isDeviceApiPath(req, service)) {
+        options.otherRequests(req, res);
+        return;
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       let tooLarge = false;
@@ -174,6 +183,13 @@ export async function startHttpServer(options: {
     if (accepted) handlers[accepted.protocol as WebSocketProtocol]!(accepted.stream, tlsSocket);
   });
   return listen(server, options.host, options.port, "HTTPS", log);
+}
+
+/** "/{own idScope}/registrations/..." : the device API's part of a shared port. */
+function isDeviceApiPath(req: IncomingMessage, service: RegistrationService): boolean {
+  const path = new URL(req.url ?? "/", "https://dps.invalid").pathname;
+  const scope = /^\/([^/]+)\/registrations\//.exec(path)?.[1];
+  return scope !== undefined && service.isOwnScope(safeDecode(scope));
 }
 
 function rememberSession(sessions: Map<string, TpmSession>, key: string, session: TpmSession): void {

@@ -8,6 +8,8 @@ export const Condition = {
   notFound: "amqp:not-found",
   notAllowed: "amqp:not-allowed",
   internal: "amqp:internal-error",
+  decodeError: "amqp:decode-error",
+  notImplemented: "amqp:not-implemented",
   messageSizeExceeded: "amqp:link:message-size-exceeded",
   resourceLimitExceeded: "amqp:resource-limit-exceeded",
   throttled: "com.microsoft:device-container-throttled",
@@ -25,8 +27,13 @@ export function remoteAttach(link: Sender | Receiver): AttachFrame {
   return (link as unknown as { remote: { attach?: AttachFrame } }).remote.attach ?? {};
 }
 
-export function localAttach(link: Sender | Receiver): { snd_settle_mode?: number } {
-  return (link as unknown as { local: { attach: { snd_settle_mode?: number } } }).local.attach;
+interface LocalAttachFrame {
+  snd_settle_mode?: number;
+  max_message_size?: number;
+}
+
+export function localAttach(link: Sender | Receiver): LocalAttachFrame {
+  return (link as unknown as { local: { attach: LocalAttachFrame } }).local.attach;
 }
 
 export function remoteOpen(connection: Connection): { hostname?: unknown } {

@@ -157,7 +157,12 @@ class Faults implements HubFaults {
   }
 }
 
-/** Starts a hub listening on TLS; devices and twins are reloaded from `dataFile` when it exists. */
+/** The C2D queues live next to the device file: "hub-registry.json" -> "hub-registry.c2d.json". */
+export function c2dFileBeside(dataFile: string): string {
+  return `${dataFile.replace(/\.json$/i, "")}.c2d.json`;
+}
+
+/** Starts a hub listening on TLS; devices, twins and C2D queues are reloaded from `dataFile` when it exists. */
 export async function startHub(options: HubOptions): Promise<Hub> {
   if (!Array.isArray(options.hostNames) || options.hostNames.length === 0) {
     throw new HubServiceError(400, "ArgumentInvalid", "hostNames must name at least one hub.");
@@ -168,7 +173,15 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const service = new Service(store, telemetry);
   const host = options.host ?? "127.0.0.1";
   const endpoint = new AmqpEndpoint(
-    { host, port: options.port ?? 0, tls: options.tls, hostNames: [...options.hostNames] },
+    {
+      host,
+      port: options.port ?? 0,
+      tls: options.tls,
+      hostNames: [...options.hostNames],
+      ...(options.servicePolicies ? { servicePolicies: options.servicePolicies } : {}),
+      ...(options.dataFile ? { c2dFile: c2dFileBeside(options.dataFile) } : {}),
+      ...(options.c2dLockTimeoutMs !== undefined ? { c2dLockTimeoutMs: options.c2dLockTimeoutMs } : {}),
+    },
     store,
     telemetry,
     service,

@@ -11,7 +11,10 @@ export type LinkRole =
   | "twin-reply"
   | "c2d"
   | "method-response"
-  | "method-request";
+  | "method-request"
+  | "service-c2d"
+  | "service-feedback"
+  | "service-file-notifications";
 
 export interface LinkState {
   link: Sender | Receiver;
@@ -23,7 +26,7 @@ export interface LinkState {
   desiredSubscribed: boolean;
   /** Outbound messages waiting for link credit (obligation 5). */
   outbox: { message: Message; tag?: Buffer }[];
-  /** C2D deliveries sent on this link and not yet settled by the device. */
+  /** C2D (or feedback) deliveries sent on this link and not yet settled by the peer. */
   c2dInFlight: Set<Delivery>;
 }
 

@@ -18,6 +18,8 @@ export interface HubDeviceRecord {
   status: DeviceStatus;
   authentication: DeviceAuthentication;
   modelId?: string;
+  /** Present only for IoT Edge devices. */
+  capabilities?: { iotEdge: boolean };
 }
 
 export type TwinProperties = Record<string, unknown> & { $version: number };
@@ -68,8 +70,12 @@ export interface HubOptions {
   tls: { key: string; cert: string; clientCa?: string[] };
   /** Logical hub names served by this listener. */
   hostNames: string[];
-  /** JSON persistence of devices and twins (survives restart). */
+  /** JSON persistence of devices and twins (survives restart); the C2D queues are kept next to it. */
   dataFile?: string;
+  /** Shared access policies the service side (azure-iothub Client over AMQP) authenticates with. */
+  servicePolicies?: { keyName: string; key: string }[];
+  /** How long a C2D message delivered to a device stays locked before it is delivered again; default 1 min. */
+  c2dLockTimeoutMs?: number;
 }
 
 export interface HubRegistry {
@@ -96,7 +102,11 @@ export interface CloudToDeviceMessage {
   correlationId?: string;
   properties?: Record<string, string>;
   expiryTimeUtc?: string;
+  /** Which delivery feedback the service asked for (iothub-ack); default none. */
+  ack?: C2dAck;
 }
+
+export type C2dAck = "none" | "positive" | "negative" | "full";
 
 export interface ConnectionEvent {
   hubHostName: string;
