@@ -19,7 +19,7 @@ export interface DpsSaslMechanism {
 }
 
 const REGISTRATION_ADDRESS = /^([^/]+)\/registrations\/([^/]+)$/;
-/** The C SDK prefixes its link addresses with the host it connected to (dps-protocol.md §3.3). */
+/** The C SDK prefixes its link addresses with the host it connected to (docs/dps-protocol.md §3.3). */
 const AMQPS_PREFIX = /^amqps:\/\/[^/]+\//i;
 
 /** "{idScope}/registrations/{registrationId}" for this DPS, or undefined. */

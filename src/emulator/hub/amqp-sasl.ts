@@ -1,4 +1,4 @@
-// SASL mechanisms the hub offers (hub-amqp-protocol.md §1.3). The Node SDK sends no SASL header at all; the
+// SASL mechanisms the hub offers (docs/hub-amqp-protocol.md §1.3). The Node SDK sends no SASL header at all; the
 // C SDK's CBS mode negotiates MSSBCBS, Microsoft's "authenticate later over $cbs" mechanism: an empty
 // sasl-init, an OK outcome, then put-token on the $cbs link as usual. ANONYMOUS stays offered so rhea's
 // selective transport keeps accepting clients without SASL (X.509 devices, the Node SDK).

@@ -1,7 +1,7 @@
 // Batched device-to-cloud messages, as the C SDK sends all its telemetry: one AMQP transfer with
 // message-format 0x80013700 whose data sections each hold a complete encoded AMQP message (properties,
 // application-properties, message-annotations, data). Unpacked strictly: a batch that does not decode into
-// messages with a body is refused as a whole, never recorded empty (hub-amqp-protocol.md §3.4).
+// messages with a body is refused as a whole, never recorded empty (docs/hub-amqp-protocol.md §3.4).
 import { message as rheaMessage, types as amqpTypes, type Message } from "rhea";
 
 /** The message-format of a batch (Microsoft's vendor code 0x800137, format 0). */
