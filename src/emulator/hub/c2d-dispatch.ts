@@ -17,6 +17,17 @@ import type { C2dFeedbackEvent, CloudToDeviceMessage } from "./types.js";
 /** How the device settled a C2D delivery. */
 export type C2dOutcome = "completed" | "rejected" | "abandoned";
 
+/** A message handed to a transport that has no AMQP link (MQTT, HTTPS); ended by exactly one settle or release. */
+export interface C2dLease {
+  readonly entry: C2dEntry;
+  settle(outcome: C2dOutcome): void;
+  /** The transport lost the message before the device settled it (connection gone, lock expired). */
+  release(): void;
+}
+
+/** Told that a device has messages waiting, after the AMQP links took what their credit allows. */
+export type C2dPendingListener = (hubHostName: string, deviceId: string) => void;
+
 interface C2dDelivery {
   hubHostName: string;
   deviceId: string;
@@ -28,6 +39,7 @@ export class C2dDispatch {
   private readonly c2dQueues = new Map<string, C2dQueue>();
   private readonly c2dDeliveries = new WeakMap<Delivery, C2dDelivery>();
   private c2dSequence = 0;
+  private readonly pendingListeners = new Set<C2dPendingListener>();
 
   constructor(
     private readonly store: DeviceStore,
@@ -79,8 +91,42 @@ export class C2dDispatch {
     this.flush(device.hubHostName, deviceId);
   }
 
-  /** Sends queued messages on the device's C2D links, as far as their credit goes. */
+  /** Sends queued messages on the device's C2D links, then tells the other transports what is left. */
   flush(hubHostName: string, deviceId: string): void {
+    this.flushLinks(hubHostName, deviceId);
+    if ((this.c2dQueues.get(deviceKey(hubHostName, deviceId))?.pendingCount ?? 0) === 0) return;
+    for (const listener of this.pendingListeners) listener(hubHostName, deviceId);
+  }
+
+  onPending(listener: C2dPendingListener): void {
+    this.pendingListeners.add(listener);
+  }
+
+  /** The next message of the device for a transport without AMQP links, or undefined when none waits. */
+  take(hubHostName: string, deviceId: string): C2dLease | undefined {
+    const queue = this.c2dQueues.get(deviceKey(hubHostName, deviceId));
+    const entry = queue?.takeNext(Date.now(), (expired) =>
+      this.emitFeedback(hubHostName, deviceId, expired.messageId, "expired"),
+    );
+    if (!queue || !entry) return undefined;
+    let ended = false;
+    return {
+      entry,
+      settle: (outcome) => {
+        if (ended) return;
+        ended = true;
+        this.settleEntry(hubHostName, deviceId, entry, outcome);
+      },
+      release: () => {
+        if (ended) return;
+        ended = true;
+        queue.requeue(entry);
+        setImmediate(() => this.flush(hubHostName, deviceId));
+      },
+    };
+  }
+
+  private flushLinks(hubHostName: string, deviceId: string): void {
     const queue = this.c2dQueues.get(deviceKey(hubHostName, deviceId));
     if (!queue) return;
     for (const [state] of this.connections.authorizationsOf(hubHostName, deviceId)) {
@@ -125,21 +171,25 @@ export class C2dDispatch {
     if (!delivery || !record) return;
     this.c2dDeliveries.delete(delivery);
     record.linkState.c2dInFlight.delete(delivery);
-    const queue = this.c2dQueues.get(deviceKey(record.hubHostName, record.deviceId));
+    this.settleEntry(record.hubHostName, record.deviceId, record.entry, outcome);
+  }
+
+  private settleEntry(hubHostName: string, deviceId: string, entry: C2dEntry, outcome: C2dOutcome): void {
+    const queue = this.c2dQueues.get(deviceKey(hubHostName, deviceId));
     if (!queue) return;
     if (outcome === "abandoned") {
-      if (record.entry.deliveryCount >= C2dLimits.maxDeliveryCount) {
+      if (entry.deliveryCount >= C2dLimits.maxDeliveryCount) {
         queue.settled();
-        this.emitFeedback(record.hubHostName, record.deviceId, record.entry.messageId, "deadLettered");
+        this.emitFeedback(hubHostName, deviceId, entry.messageId, "deadLettered");
         return;
       }
-      queue.requeue(record.entry);
-      this.emitFeedback(record.hubHostName, record.deviceId, record.entry.messageId, "abandoned");
-      setImmediate(() => this.flush(record.hubHostName, record.deviceId));
+      queue.requeue(entry);
+      this.emitFeedback(hubHostName, deviceId, entry.messageId, "abandoned");
+      setImmediate(() => this.flush(hubHostName, deviceId));
       return;
     }
     queue.settled();
-    this.emitFeedback(record.hubHostName, record.deviceId, record.entry.messageId, outcome);
+    this.emitFeedback(hubHostName, deviceId, entry.messageId, outcome);
   }
 
   private emitFeedback(

@@ -30,6 +30,11 @@ export class C2dQueue {
     return this.pending.length + this.inFlight;
   }
 
+  /** Messages waiting to be delivered (not out on a link). */
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
   enqueue(entry: C2dEntry): void {
     this.pending.push(entry);
   }

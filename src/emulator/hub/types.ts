@@ -70,6 +70,10 @@ export interface HubOptions {
   hostNames: string[];
   /** JSON persistence of devices and twins (survives restart). */
   dataFile?: string;
+  /** MQTT over TLS port (8883 on Azure); 0 = a free port; absent = no MQTT listener. */
+  mqttPort?: number;
+  /** One line per refused connection or transport error (never keys or tokens). */
+  log?: (line: string) => void;
 }
 
 export interface HubRegistry {
@@ -139,7 +143,7 @@ export interface HubService extends EventEmitter {
   /** Newest last, bounded buffer. */
   recentTelemetry(hubHostName: string, deviceId?: string, limit?: number): TelemetryRecord[];
   isConnected(hubHostName: string, deviceId: string): boolean;
-  /** Open AMQP connections (tests assert "one connection per device"). */
+  /** Open device connections, AMQP and MQTT (tests assert "one connection per device"). */
   connectionCount(): number;
 }
 
@@ -162,6 +166,8 @@ export interface HubFaults {
 export interface Hub {
   readonly host: string;
   readonly port: number;
+  /** The MQTT over TLS port, when the hub has that listener. */
+  readonly mqttPort?: number;
   readonly registry: HubRegistry;
   readonly service: HubService;
   readonly faults: HubFaults;
