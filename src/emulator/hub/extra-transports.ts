@@ -4,7 +4,10 @@ import type { EventEmitter } from "node:events";
 import type { AmqpEndpoint } from "./amqp-endpoint.js";
 import type { CredentialContext } from "./device-credentials.js";
 import type { DeviceStore } from "./device-store.js";
+import { DeviceHttpsApi } from "./device-https-api.js";
 import { DeviceTransports } from "./device-transports.js";
+import { startHubHttpsServer, type HubHttpsServer } from "./hub-https-server.js";
+import { peerCertificateInfo } from "./link-authorization.js";
 import { MqttEndpoint } from "./mqtt-endpoint.js";
 import type { TelemetryLog } from "./telemetry.js";
 import type { HubOptions } from "./types.js";
@@ -12,6 +15,7 @@ import type { HubOptions } from "./types.js";
 export interface ExtraTransports {
   readonly transports: DeviceTransports;
   readonly mqttPort?: number;
+  readonly httpsPort?: number;
   close(): Promise<void>;
 }
 
@@ -49,9 +53,40 @@ export async function startExtraTransports(
   await mqtt.listen();
   ports.push(amqp.boundPort);
   if (options.mqttPort !== undefined) ports.push(mqtt.boundPort);
+  const api = new DeviceHttpsApi({
+    ...parts,
+    credentials,
+    faults: amqp.faults,
+    c2d: amqp.c2d,
+    peer: (socket) => peerCertificateInfo(socket, (options.tls.clientCa?.length ?? 0) > 0),
+    log,
+  });
+  let https: HubHttpsServer | undefined;
+  if (options.httpsPort !== undefined) {
+    https = await startHubHttpsServer({
+      host: options.host,
+      port: options.httpsPort,
+      tls: options.tls,
+      webSockets: {
+        mqtt: (stream, tlsSocket) => mqtt.serveStream(stream, tlsSocket),
+        amqp: (stream, tlsSocket) => amqp.acceptStream(stream, tlsSocket),
+      },
+      api,
+      log,
+    }).catch(async (error: unknown) => {
+      await mqtt.close();
+      throw error;
+    });
+    ports.push(https.port);
+  }
   return {
     transports,
     ...(options.mqttPort !== undefined ? { mqttPort: mqtt.boundPort } : {}),
-    close: () => mqtt.close(),
+    ...(https ? { httpsPort: https.port } : {}),
+    close: async () => {
+      api.close();
+      await https?.close();
+      await mqtt.close();
+    },
   };
 }

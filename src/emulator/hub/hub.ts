@@ -186,6 +186,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     host,
     port: endpoint.boundPort,
     ...(extra.mqttPort !== undefined ? { mqttPort: extra.mqttPort } : {}),
+    ...(extra.httpsPort !== undefined ? { httpsPort: extra.httpsPort } : {}),
     registry: new Registry(store, extra.transports, options.hostNames),
     service,
     faults: new Faults(extra.transports),

@@ -72,6 +72,8 @@ export interface HubOptions {
   dataFile?: string;
   /** MQTT over TLS port (8883 on Azure); 0 = a free port; absent = no MQTT listener. */
   mqttPort?: number;
+  /** HTTPS port (443 on Azure): MQTT and AMQP over WebSocket, device HTTPS API; 0 = a free port; absent = none. */
+  httpsPort?: number;
   /** One line per refused connection or transport error (never keys or tokens). */
   log?: (line: string) => void;
 }
@@ -168,6 +170,8 @@ export interface Hub {
   readonly port: number;
   /** The MQTT over TLS port, when the hub has that listener. */
   readonly mqttPort?: number;
+  /** The HTTPS (WebSocket and device API) port, when the hub has that listener. */
+  readonly httpsPort?: number;
   readonly registry: HubRegistry;
   readonly service: HubService;
   readonly faults: HubFaults;
