@@ -7,7 +7,8 @@ import { parseArgs } from "node:util";
 import { startEmulator, type Emulator } from "./emulator.js";
 
 const USAGE = `usage: azure-iot-local --data-dir DIR [--host 127.0.0.1] [--amqp-port N] [--https-port N]
-                       [--mqtt-port N] [--hub-port N] [--web-port N] [--hub-host-name NAME]
+                       [--mqtt-port N] [--hub-port N] [--hub-mqtt-port N] [--hub-https-port N]
+                       [--web-port N] [--hub-host-name NAME]
                        [--ui-port N] [--enrollments FILE] [--verbose]
   Ports default to 0 (any free port). The emulator listens on loopback unless --host says otherwise;
   the web page (--ui-port) always listens on 127.0.0.1: open the "ui" URL of the ready line.`;
@@ -23,6 +24,8 @@ export interface CliOptions {
   httpsPort: number;
   mqttPort: number;
   hubPort: number;
+  hubMqttPort: number;
+  hubHttpsPort: number;
   webPort: number;
   uiPort: number;
   hubHostName?: string;
@@ -51,6 +54,8 @@ export function parseCliArguments(argv: string[]): CliOptions {
         "https-port": { type: "string" },
         "mqtt-port": { type: "string" },
         "hub-port": { type: "string" },
+        "hub-mqtt-port": { type: "string" },
+        "hub-https-port": { type: "string" },
         "web-port": { type: "string" },
         "ui-port": { type: "string" },
         "hub-host-name": { type: "string" },
@@ -72,6 +77,8 @@ export function parseCliArguments(argv: string[]): CliOptions {
     httpsPort: port(values["https-port"], "--https-port"),
     mqttPort: port(values["mqtt-port"], "--mqtt-port"),
     hubPort: port(values["hub-port"], "--hub-port"),
+    hubMqttPort: port(values["hub-mqtt-port"], "--hub-mqtt-port"),
+    hubHttpsPort: port(values["hub-https-port"], "--hub-https-port"),
     webPort: port(values["web-port"], "--web-port"),
     uiPort: port(values["ui-port"], "--ui-port"),
     ...(values["hub-host-name"] ? { hubHostName: values["hub-host-name"] } : {}),
@@ -112,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
       httpsPort: options.httpsPort,
       mqttPort: options.mqttPort,
       hubPort: options.hubPort,
+      hubMqttPort: options.hubMqttPort,
+      hubHttpsPort: options.hubHttpsPort,
       webPort: options.webPort,
       uiPort: options.uiPort,
       ...(options.hubHostName ? { hubHostName: options.hubHostName } : {}),

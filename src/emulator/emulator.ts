@@ -1,6 +1,6 @@
-// The whole local emulator in one call: TLS material, a DPS (AMQP, HTTPS, MQTT), an IoT hub (AMQP) and the
-// service REST API, all on loopback by default, with their state in one data directory so that a restart
-// keeps the CA, the ID scope, the service keys, enrollments, registrations, devices and twins.
+// The whole local emulator in one call: TLS material, a DPS (AMQP, HTTPS, MQTT), an IoT hub (AMQP, MQTT,
+// WebSocket, HTTPS) and the service REST API, all on loopback by default, with their state in one data
+// directory so that a restart keeps the CA, the ID scope, the service keys, enrollments, registrations, devices and twins.
 import { mkdir } from "node:fs/promises";
 import { createServer, isIP } from "node:net";
 import { join } from "node:path";
@@ -35,6 +35,10 @@ export interface EmulatorOptions {
   mqttPort?: number;
   /** IoT hub AMQP port; 0 or absent = any free port. */
   hubPort?: number;
+  /** IoT hub MQTT port (8883 on Azure); 0 or absent = any free port. */
+  hubMqttPort?: number;
+  /** IoT hub HTTPS port (443 on Azure): MQTT / AMQP over WebSocket and the device HTTPS API; 0 or absent = any free port. */
+  hubHttpsPort?: number;
   /** Service REST API port; 0 or absent = any free port. */
   webPort?: number;
   /** Web page (plain HTTP, access token in its URL) port; 0 or absent = any free port. */
@@ -58,7 +62,11 @@ export interface EmulatorOptions {
 export interface EmulatorEndpoints {
   /** "host:port" as a device's provisioningHost (AMQP and MQTT accept a port there). */
   dps: { amqp: string; https: string; mqtt: string };
-  hub: { hostName: string; amqp: string };
+  /**
+   * A device whose host name carries the AMQP port reaches MQTT with GatewayHostName={mqtt}; the SDK's
+   * WebSocket and HTTPS transports only reach `https` when it is port 443.
+   */
+  hub: { hostName: string; amqp: string; mqtt: string; https: string };
   /** Base URL of the service REST API. */
   web: string;
 }
@@ -129,6 +137,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       tls: { ...tls, ...(options.deviceCaPems?.length ? { clientCa: options.deviceCaPems } : {}) },
       hostNames: [hubHostName],
       dataFile: join(options.dataDir, HUB_DATA_FILE),
+      mqttPort: options.hubMqttPort ?? 0,
+      httpsPort: options.hubHttpsPort ?? 0,
+      log,
     });
     started.push(hub);
 
@@ -205,7 +216,12 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         https: endpoint(publicHost, dps.ports.https),
         mqtt: endpoint(publicHost, dps.ports.mqtt),
       },
-      hub: { hostName: hubHostName, amqp: endpoint(publicHost, hub.port) },
+      hub: {
+        hostName: hubHostName,
+        amqp: endpoint(publicHost, hub.port),
+        mqtt: endpoint(publicHost, hub.mqttPort),
+        https: endpoint(publicHost, hub.httpsPort),
+      },
       web: `https://${dpsServiceHostName}/`,
     };
     let closing: Promise<void> | undefined;
