@@ -136,4 +136,72 @@ describe("IoT Hub emulator over MQTT with the unmodified device SDK", () => {
       await client.close().catch(() => undefined);
     }
   });
+
+  describe("fault hooks", () => {
+    const key = randomBytes(32).toString("base64");
+    const open = async (deviceId: string): Promise<Client> => {
+      hub.registry.upsertDevice({
+        hubHostName: HUB,
+        deviceId,
+        status: "enabled",
+        authentication: { type: "sas", symmetricKey: { primaryKey: key } },
+      });
+      const client = Client.fromConnectionString(
+        `HostName=${HUB}:${hub.mqttPort};DeviceId=${deviceId};SharedAccessKey=${key}`,
+        Mqtt,
+      );
+      await client.setOptions({ ca: pki.caCert });
+      return client;
+    };
+
+    it("rejectNextTokens refuses the next CONNECT with CONNACK 5, then accepts again", async () => {
+      const client = await open("fault-token");
+      try {
+        hub.faults.rejectNextTokens(1);
+        await assert.rejects(withTimeout(client.open(), "open"), refusedWith("Not authorized"));
+        await withTimeout(client.open(), "open again");
+        assert.equal(hub.service.isConnected(HUB, "fault-token"), true);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("throttleNext closes the connection instead of acknowledging; the SDK sends again and it is kept once", async () => {
+      const client = await open("fault-throttle");
+      try {
+        await withTimeout(client.open(), "open");
+        const dropped = waitForEvent<ConnectionEvent>(
+          hub.service,
+          "connection",
+          (event) => event.deviceId === "fault-throttle" && !event.connected,
+        );
+        hub.faults.throttleNext(1);
+        const sent = client.sendEvent(new Message("throttled once"));
+        await dropped;
+        await withTimeout(sent, "sendEvent after reconnecting");
+        const bodies = hub.service.recentTelemetry(HUB, "fault-throttle").map((r) => r.body.toString());
+        assert.deepEqual(bodies, ["throttled once"]);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("dropConnection ends the device's MQTT connection", async () => {
+      const client = await open("fault-drop");
+      try {
+        await withTimeout(client.open(), "open");
+        const dropped = waitForEvent<ConnectionEvent>(
+          hub.service,
+          "connection",
+          (event) => event.deviceId === "fault-drop" && !event.connected,
+        );
+        assert.equal(hub.faults.dropConnection(HUB, "fault-drop"), true);
+        await dropped;
+        assert.equal(hub.service.isConnected(HUB, "fault-drop"), false);
+        assert.equal(hub.faults.dropConnection(HUB, "fault-drop"), false);
+      } finally {
+        await client.close();
+      }
+    });
+  });
 });
