@@ -4,14 +4,17 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:https";
+import { Client, Message } from "azure-iot-device";
 import { AmqpWs } from "azure-iot-device-amqp";
 import { Http } from "azure-iot-device-http";
 import { MqttWs } from "azure-iot-device-mqtt";
 import { startHub, type Hub } from "../../src/emulator/hub/index.js";
+import { hubWaits } from "../support/hub-fixture.js";
 import { deviceSdkChecks } from "../support/hub-transport-suite.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
 
 const HOST = "127.0.0.163";
+const { withTimeout } = hubWaits(15_000);
 
 describe("IoT Hub emulator on port 443: WebSockets and the device HTTPS API", () => {
   const pki: TestPki = createTestPki();
@@ -93,6 +96,69 @@ describe("IoT Hub emulator on port 443: WebSockets and the device HTTPS API", ()
       },
     });
   });
+
+  for (const [name, transport] of [
+    ["MqttWs", MqttWs],
+    ["AmqpWs", AmqpWs],
+    ["Http", Http],
+  ] as const) {
+    it(`authenticates a self-signed X.509 device over ${name}`, async (t) => {
+      if (!hub) return t.skip(skipReason);
+      const deviceId = `x509-${name.toLowerCase()}`;
+      const certificate = pki.issueClientCert(deviceId, { selfSigned: true });
+      hub.registry.upsertDevice({
+        hubHostName: HOST,
+        deviceId,
+        status: "enabled",
+        authentication: { type: "selfSigned", x509Thumbprint: { primaryThumbprint: certificate.thumbprint } },
+      });
+      const client = Client.fromConnectionString(
+        `HostName=${HOST};DeviceId=${deviceId};x509=true`,
+        transport,
+      );
+      await withTimeout(
+        client.setOptions({
+          cert: certificate.cert,
+          key: certificate.key,
+          ca: pki.caCert,
+          ...(transport === Http ? { http: { receivePolicy: { interval: 1 } } } : {}),
+        }),
+        "setOptions",
+      );
+      try {
+        await withTimeout(client.open(), "open");
+        await withTimeout(client.sendEvent(new Message(`x509 over ${name}`)), "sendEvent");
+        const [record] = hub.service.recentTelemetry(HOST, deviceId);
+        assert.equal(record?.body.toString(), `x509 over ${name}`);
+        assert.match(record?.systemProperties["iothub-connection-auth-method"] ?? "", /"type":"x509"/);
+      } finally {
+        await client.close();
+      }
+      const impostor = pki.issueClientCert(deviceId, { selfSigned: true });
+      const refused = Client.fromConnectionString(
+        `HostName=${HOST};DeviceId=${deviceId};x509=true`,
+        transport,
+      );
+      await withTimeout(
+        refused.setOptions({
+          cert: impostor.cert,
+          key: impostor.key,
+          ca: pki.caCert,
+          ...(transport === Http ? { http: { receivePolicy: { interval: 1 } } } : {}),
+        }),
+        "setOptions",
+      );
+      await assert.rejects(
+        withTimeout(
+          refused.open().then(() => refused.sendEvent(new Message("impostor"))),
+          "impostor",
+        ),
+        { name: "UnauthorizedError" },
+      );
+      await refused.close().catch(() => undefined);
+      assert.equal(hub.service.recentTelemetry(HOST, deviceId).length, 1);
+    });
+  }
 
   it("answers a WebSocket request for another path with 404 at once", async (t) => {
     if (!hub) return t.skip(skipReason);
