@@ -3,6 +3,7 @@
 // port 443, so the hub listens on 443 of a loopback address of its own, with a certificate for it.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { request } from "node:https";
 import { Client, Message } from "azure-iot-device";
 import { AmqpWs } from "azure-iot-device-amqp";
@@ -159,6 +160,43 @@ describe("IoT Hub emulator on port 443: WebSockets and the device HTTPS API", ()
       assert.equal(hub.service.recentTelemetry(HOST, deviceId).length, 1);
     });
   }
+
+  it("applies the hub's fault hooks to the device HTTPS API: 401 for a rejected token, 429 when throttled", async (t) => {
+    if (!hub) return t.skip(skipReason);
+    const key = randomBytes(32).toString("base64");
+    hub.registry.upsertDevice({
+      hubHostName: HOST,
+      deviceId: "https-faults",
+      status: "enabled",
+      authentication: { type: "sas", symmetricKey: { primaryKey: key } },
+    });
+    const client = Client.fromConnectionString(
+      `HostName=${HOST};DeviceId=https-faults;SharedAccessKey=${key}`,
+      Http,
+    );
+    await withTimeout(
+      client.setOptions({ ca: pki.caCert, http: { receivePolicy: { interval: 1 } } }),
+      "setOptions",
+    );
+    try {
+      await withTimeout(client.open(), "open");
+      hub.faults.rejectNextTokens(1);
+      await assert.rejects(withTimeout(client.sendEvent(new Message("refused")), "sendEvent"), {
+        name: "UnauthorizedError",
+      });
+      // IoT Hub answers throttling with 429; the SDK's Http transport passes it on without retrying.
+      hub.faults.throttleNext(1);
+      await assert.rejects(
+        withTimeout(client.sendEvent(new Message("throttled")), "sendEvent"),
+        (error: { response?: { statusCode?: number } }) => error.response?.statusCode === 429,
+      );
+      await withTimeout(client.sendEvent(new Message("accepted")), "sendEvent");
+      const bodies = hub.service.recentTelemetry(HOST, "https-faults").map((r) => r.body.toString());
+      assert.deepEqual(bodies, ["accepted"]);
+    } finally {
+      await client.close();
+    }
+  });
 
   it("answers a WebSocket request for another path with 404 at once", async (t) => {
     if (!hub) return t.skip(skipReason);
