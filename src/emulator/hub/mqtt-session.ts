@@ -20,7 +20,6 @@ import {
 } from "./device-credentials.js";
 import type { PeerCertificateInfo } from "./device-connections.js";
 import type { DesiredChange, DeviceStore } from "./device-store.js";
-import { AzureErrorCode, type AzureErrorName } from "./errors.js";
 import type { FaultInjection } from "./fault-injection.js";
 import type { MethodInvoker } from "./method-invoker.js";
 import {
@@ -36,7 +35,7 @@ import {
 import { emitSafely } from "./service-events.js";
 import { takeTelemetry } from "./telemetry-intake.js";
 import type { TelemetryLog } from "./telemetry.js";
-import { TwinRuleViolation } from "./twin-rules.js";
+import { answerReportedPatch, answerTwinGet, type TwinAnswer } from "./twin-requests.js";
 import type { TwinSubscriptionEvent } from "./types.js";
 
 /** CONNACK return codes, MQTT 3.1.1 §3.2.2.3. */
@@ -392,10 +391,13 @@ export class MqttDeviceSession {
       }
       case "twin-get":
         ack();
-        return this.onTwinGet(topic.rid, hubHostName, deviceId);
+        return this.twinResponse(topic.rid, answerTwinGet(this.parts.store, hubHostName, deviceId));
       case "twin-reported":
         ack();
-        return this.onTwinReported(topic.rid, payload, hubHostName, deviceId);
+        return this.twinResponse(
+          topic.rid,
+          answerReportedPatch(this.parts.store, hubHostName, deviceId, payload),
+        );
       case "method-response":
         ack();
         return this.parts.methods.respond(topic.rid, topic.status, payload, { hubHostName, deviceId });
@@ -405,34 +407,7 @@ export class MqttDeviceSession {
     }
   }
 
-  private onTwinGet(rid: string, hubHostName: string, deviceId: string): void {
-    if (!this.parts.store.get(hubHostName, deviceId)) {
-      return this.twinResponse(404, rid, azureError("DeviceNotFound", `Device ${deviceId} not found.`));
-    }
-    this.twinResponse(200, rid, this.parts.store.deviceTwinView(hubHostName, deviceId));
-  }
-
-  private onTwinReported(rid: string, payload: Buffer, hubHostName: string, deviceId: string): void {
-    let patch: unknown;
-    try {
-      patch = JSON.parse(payload.toString("utf8")) as unknown;
-    } catch {
-      return this.twinResponse(
-        400,
-        rid,
-        azureError("ArgumentInvalid", "The reported patch is not valid JSON."),
-      );
-    }
-    try {
-      const version = this.parts.store.patchReported(hubHostName, deviceId, patch);
-      this.twinResponse(204, rid, undefined, version);
-    } catch (error) {
-      if (!(error instanceof TwinRuleViolation)) throw error;
-      this.twinResponse(400, rid, azureError("ArgumentInvalid", error.message));
-    }
-  }
-
-  private twinResponse(status: number, rid: string, body: unknown, version?: number): void {
+  private twinResponse(rid: string, { status, body, version }: TwinAnswer): void {
     const qos = this.subscriptions.get("twin-responses");
     // IoT Hub answers on the response topic only when the device subscribed to it.
     if (qos === undefined) return;
@@ -455,12 +430,4 @@ export class MqttDeviceSession {
   private send(packet: Packet): void {
     if (!this.stream.destroyed && this.stream.writable) this.stream.write(generate(packet));
   }
-}
-
-function azureError(name: AzureErrorName, message: string): Record<string, unknown> {
-  return {
-    errorCode: AzureErrorCode[name],
-    message,
-    timestampUtc: new Date().toISOString(),
-  };
 }
