@@ -7,14 +7,15 @@ import { parseArgs } from "node:util";
 import { startEmulator, type Emulator } from "./emulator.js";
 
 const USAGE = `usage: azure-iot-local --data-dir DIR [--host 127.0.0.1] [--amqp-port N] [--https-port N]
-                       [--mqtt-port N] [--hub-host ADDRESS] [--hub-port N] [--web-port N]
-                       [--hub-host-name NAME] [--ui-port N] [--enrollments FILE] [--verbose]
+                       [--mqtt-port N] [--hub-host ADDRESS] [--hub-port N] [--hub-mqtt-port N]
+                       [--hub-https-port N] [--web-port N] [--hub-host-name NAME] [--ui-port N]
+                       [--enrollments FILE] [--verbose]
   Ports default to 0 (any free port). The emulator listens on loopback unless --host says otherwise;
   the web page (--ui-port) always listens on 127.0.0.1: open the "ui" URL of the ready line.
   Azure's layout, for clients that only dial default ports (run as root for 443):
     --host 127.0.0.1 --amqp-port 5671 --mqtt-port 8883 --https-port 443 --web-port 443 --hub-host 127.0.0.2
-  puts DPS (device API) and the service API on 127.0.0.1:443, and the hub on 127.0.0.2 with its default ports,
-  so DPS assigns the plain host name "127.0.0.2".`;
+  puts DPS (device API) and the service API on 127.0.0.1:443, and the hub on 127.0.0.2 with its default ports
+  (AMQP 5671, MQTT 8883, HTTPS 443 shared with the service API), so DPS assigns the plain host name "127.0.0.2".`;
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -27,6 +28,8 @@ export interface CliOptions {
   httpsPort: number;
   mqttPort: number;
   hubPort: number;
+  hubMqttPort: number;
+  hubHttpsPort: number;
   webPort: number;
   uiPort: number;
   hubHostName?: string;
@@ -56,6 +59,8 @@ export function parseCliArguments(argv: string[]): CliOptions {
         "https-port": { type: "string" },
         "mqtt-port": { type: "string" },
         "hub-port": { type: "string" },
+        "hub-mqtt-port": { type: "string" },
+        "hub-https-port": { type: "string" },
         "web-port": { type: "string" },
         "ui-port": { type: "string" },
         "hub-host-name": { type: "string" },
@@ -78,6 +83,8 @@ export function parseCliArguments(argv: string[]): CliOptions {
     httpsPort: port(values["https-port"], "--https-port"),
     mqttPort: port(values["mqtt-port"], "--mqtt-port"),
     hubPort: port(values["hub-port"], "--hub-port"),
+    hubMqttPort: port(values["hub-mqtt-port"], "--hub-mqtt-port"),
+    hubHttpsPort: port(values["hub-https-port"], "--hub-https-port"),
     webPort: port(values["web-port"], "--web-port"),
     uiPort: port(values["ui-port"], "--ui-port"),
     ...(values["hub-host-name"] ? { hubHostName: values["hub-host-name"] } : {}),
@@ -119,6 +126,8 @@ export async function main(argv: string[]): Promise<number> {
       httpsPort: options.httpsPort,
       mqttPort: options.mqttPort,
       hubPort: options.hubPort,
+      hubMqttPort: options.hubMqttPort,
+      hubHttpsPort: options.hubHttpsPort,
       webPort: options.webPort,
       uiPort: options.uiPort,
       ...(options.hubHostName ? { hubHostName: options.hubHostName } : {}),
@@ -135,7 +144,6 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 1;
   }
-  process.stdout.write(`${readyLine(emulator)}\n`);
   return new Promise<number>((done) => {
     const stop = (signal: NodeJS.Signals) => {
       process.off("SIGINT", stop);
@@ -148,6 +156,8 @@ export async function main(argv: string[]): Promise<number> {
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
+    // The handlers come first: whoever waits for the ready line may signal as soon as it reads it.
+    process.stdout.write(`${readyLine(emulator)}\n`);
   });
 }
 

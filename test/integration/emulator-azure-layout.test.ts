@@ -1,7 +1,8 @@
 // Azure's layout on loopback: DPS's device API and the service API share 443 of one address (routed by path,
 // as Azure's separate host names do), and the hub has an address of its own with its default AMQP port, so
 // DPS assigns a plain host name — no port — and every client dials default ports, unpatched: the device SDK's
-// DPS HTTPS transport, the hub device client, and the service SDKs (in a child process trusting the CA).
+// DPS HTTPS transport, the hub device client over each transport (AMQP 5671, MQTT 8883, WebSocket and HTTPS on
+// the hub's 443, which serves the service API too), and the service SDKs (in a child process trusting the CA).
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -9,8 +10,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Client } from "azure-iot-device";
+import { Client, Message } from "azure-iot-device";
 import { Amqp as HubAmqp } from "azure-iot-device-amqp";
+import { Http as HubHttp } from "azure-iot-device-http";
+import { Mqtt, MqttWs } from "azure-iot-device-mqtt";
 import { ProvisioningDeviceClient, type RegistrationResult } from "azure-iot-provisioning-device";
 import { Http } from "azure-iot-provisioning-device-http";
 import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
@@ -46,6 +49,7 @@ describe("Azure's layout: DPS and the service API on one 443, the hub on an addr
   let emulator: Emulator | undefined;
   let skipReason: string | undefined;
   let device: Client | undefined;
+  let provisioned: { deviceId: string; key: string } | undefined;
 
   function runSdk(arg: Record<string, unknown>): Promise<Record<string, unknown>> {
     const child = spawn(process.execPath, ["-e", SDK_SCRIPT], {
@@ -137,6 +141,7 @@ describe("Azure's layout: DPS and the service API on one 443, the hub on an addr
       "DPS register over HTTPS",
     );
     assert.equal(result.assignedHub, HUB_HOST, "a plain host name, as Azure assigns");
+    provisioned = { deviceId: result.deviceId, key };
 
     device = Client.fromConnectionString(
       `HostName=${result.assignedHub};DeviceId=${result.deviceId};SharedAccessKey=${key}`,
@@ -148,6 +153,44 @@ describe("Azure's layout: DPS and the service API on one 443, the hub on an addr
     const twin = await runSdk({ op: "twin", deviceId: registrationId });
     assert.equal(twin.error, undefined, String(twin.error));
     assert.equal(twin.connectionState, "Connected");
+    assert.equal((twin.desired as { layout?: string }).layout, "azure");
+  });
+
+  it("serves MQTT on 8883 and, on the hub's 443, WebSocket, the device HTTPS API and the service API", async (t) => {
+    if (!emulator) return t.skip(skipReason);
+    assert.ok(provisioned, "the device of the test before");
+    const { deviceId, key } = provisioned;
+    assert.equal(emulator.hub.mqttPort, 8883);
+    assert.equal(emulator.hub.httpsPort, 443);
+    for (const [name, transport] of [
+      ["Mqtt", Mqtt],
+      ["MqttWs", MqttWs],
+      ["Http", HubHttp],
+    ] as const) {
+      const client = Client.fromConnectionString(
+        `HostName=${HUB_HOST};DeviceId=${deviceId};SharedAccessKey=${key}`,
+        transport,
+      );
+      try {
+        await withTimeout(
+          client.setOptions({
+            ca: emulator.caPem,
+            // The Http transport's setOptions settles only when receiver options come with it (SDK behaviour).
+            ...(transport === HubHttp ? { http: { receivePolicy: { interval: 1 } } } : {}),
+          }),
+          `${name} setOptions`,
+        );
+        await withTimeout(client.open(), `${name} open`);
+        await withTimeout(client.sendEvent(new Message(`over ${name}`)), `${name} sendEvent`);
+      } finally {
+        await client.close().catch(() => undefined);
+      }
+      const [latest] = emulator.hub.service.recentTelemetry(HUB_HOST, deviceId, 1);
+      assert.equal(latest?.body.toString(), `over ${name}`);
+    }
+    // The service API still answers on the same 443 of the hub's address.
+    const twin = await runSdk({ op: "twin", deviceId });
+    assert.equal(twin.error, undefined, String(twin.error));
     assert.equal((twin.desired as { layout?: string }).layout, "azure");
   });
 });

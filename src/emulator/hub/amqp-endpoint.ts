@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Server as TlsServer, TLSSocket } from "node:tls";
 import {
   create_container,
@@ -73,14 +74,18 @@ export class AmqpEndpoint {
   private readonly timers = new TimerSet();
   private readonly connections: DeviceConnections;
   private readonly authorizer: LinkAuthorizer;
-  private readonly faults: FaultInjection;
+  /** Shared with the hub's other transports (MQTT, HTTPS): one set of fault counters. */
+  readonly faults: FaultInjection;
   private readonly cbs: CbsLinks;
   private readonly telemetryReceiver: TelemetryReceiver;
   private readonly twins: TwinLinks;
-  private readonly c2d: C2dDispatch;
+  /** Shared with the hub's other transports: one C2D queue per device, one set of pending method calls. */
+  readonly c2d: C2dDispatch;
+  readonly methods: MethodInvoker;
   private readonly feedback: ServiceFeedback;
   private readonly serviceC2d: ServiceC2dReceiver;
-  private readonly methods: MethodInvoker;
+  /** The TLS socket under each connection that arrived as a stream (AMQP over WebSocket). */
+  private readonly streamSockets = new WeakMap<Connection, TLSSocket>();
   boundPort = 0;
 
   constructor(
@@ -153,6 +158,21 @@ export class AmqpEndpoint {
       });
     });
     this.boundPort = (server.address() as AddressInfo).port;
+  }
+
+  /** Serves an AMQP byte stream carried another way (AMQP over WebSocket); `tlsSocket` is the TLS socket under it. */
+  acceptStream(stream: Duplex, tlsSocket: TLSSocket): void {
+    const connection = this.container.create_connection({
+      autoaccept: false,
+      credit_window: CREDIT_WINDOW,
+      idle_time_out: IDLE_TIME_OUT_MS,
+      max_frame_size: MAX_FRAME_SIZE,
+      container_id: this.container.id,
+    } as unknown as Parameters<Container["create_connection"]>[0]) as Connection & {
+      accept(socket: Duplex): void;
+    };
+    this.streamSockets.set(connection, tlsSocket);
+    connection.accept(stream);
   }
 
   async close(): Promise<void> {
@@ -302,7 +322,8 @@ export class AmqpEndpoint {
     };
     const openHostName = remoteOpen(connection).hostname;
     if (typeof openHostName === "string") state.openHostName = openHostName;
-    const socket = connection.get_tls_socket() as TLSSocket | undefined;
+    const socket = (connection.get_tls_socket() ?? this.streamSockets.get(connection)) as
+      TLSSocket | undefined;
     const peer = peerCertificateInfo(socket, (this.options.tls.clientCa?.length ?? 0) > 0);
     if (peer) state.peer = peer;
     this.connections.add(state);

@@ -1,6 +1,7 @@
 // Cloud-to-device messages: per-device queues (kept in a file across restarts), delivery on the device's C2D
-// receiver link with a lock that expires, and the outcomes (completed, rejected, abandoned, expired,
-// dead-lettered) the device's settlements produce (docs/hub-amqp-protocol.md §5.1).
+// receiver link with a lock that expires or as leases to MQTT and HTTPS, and the outcomes (completed, rejected,
+// abandoned, expired, dead-lettered) the device's settlements produce (docs/hub-amqp-protocol.md §5.1,
+// docs/hub-mqtt-protocol.md §6 and §8).
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { string_to_uuid, types as amqpTypes, type Delivery, type Message, type Sender } from "rhea";
@@ -26,6 +27,18 @@ export type C2dFeedbackSink = (
   entry: C2dEntry,
   outcome: C2dFeedbackEvent["outcome"],
 ) => void;
+
+/** A message handed to a transport that has no AMQP link (MQTT, HTTPS); ended by exactly one settle or release. */
+export interface C2dLease {
+  readonly entry: C2dEntry;
+  /** False when the lease had already ended (its lock expired): the device settled too late. */
+  settle(outcome: C2dOutcome): boolean;
+  /** The transport lost the message before the device settled it (connection gone, hub closing). */
+  release(): void;
+}
+
+/** Told that a device has messages waiting, after the AMQP links took what their credit allows. */
+export type C2dPendingListener = (hubHostName: string, deviceId: string) => void;
 
 interface C2dDelivery {
   hubHostName: string;
@@ -55,6 +68,7 @@ export class C2dDispatch {
   private readonly c2dDeliveries = new WeakMap<Delivery, C2dDelivery>();
   private c2dSequence = 0;
   private readonly lockTimeoutMs: number;
+  private readonly pendingListeners = new Set<C2dPendingListener>();
 
   constructor(
     private readonly store: DeviceStore,
@@ -117,8 +131,59 @@ export class C2dDispatch {
     this.flush(device.hubHostName, deviceId);
   }
 
-  /** Sends queued messages on the device's C2D links, as far as their credit goes. */
+  /** Sends queued messages on the device's C2D links, then tells the other transports what is left. */
   flush(hubHostName: string, deviceId: string): void {
+    this.flushLinks(hubHostName, deviceId);
+    if ((this.c2dQueues.get(deviceKey(hubHostName, deviceId))?.queue.pendingCount ?? 0) === 0) return;
+    for (const listener of this.pendingListeners) listener(hubHostName, deviceId);
+  }
+
+  onPending(listener: C2dPendingListener): void {
+    this.pendingListeners.add(listener);
+  }
+
+  /**
+   * The next message of the device for a transport without AMQP links, or undefined when none waits. With
+   * `onLockExpired`, the message stays locked for the lock timeout as on an AMQP link: past it, it counts as
+   * abandoned and `onLockExpired` tells the transport that its lock token is void.
+   */
+  take(hubHostName: string, deviceId: string, onLockExpired?: () => void): C2dLease | undefined {
+    const queue = this.c2dQueues.get(deviceKey(hubHostName, deviceId))?.queue;
+    const entry = queue?.takeNext(Date.now(), (expired) =>
+      this.finish(hubHostName, deviceId, expired, "expired"),
+    );
+    if (!queue || !entry) return undefined;
+    const record = { hubHostName, deviceId, entry };
+    let ended = false;
+    const end = (): boolean => {
+      if (ended) return false;
+      ended = true;
+      if (lockTimer) this.timers.clear(lockTimer);
+      return true;
+    };
+    const lockTimer = onLockExpired
+      ? this.timers.set(() => {
+          if (!end()) return;
+          this.settle(record, "abandoned");
+          onLockExpired();
+        }, this.lockTimeoutMs)
+      : undefined;
+    return {
+      entry,
+      settle: (outcome) => {
+        if (!end()) return false;
+        this.settle(record, outcome);
+        return true;
+      },
+      release: () => {
+        if (!end()) return;
+        queue.requeue(entry);
+        setImmediate(() => this.flush(hubHostName, deviceId));
+      },
+    };
+  }
+
+  private flushLinks(hubHostName: string, deviceId: string): void {
     const queue = this.c2dQueues.get(deviceKey(hubHostName, deviceId))?.queue;
     if (!queue) return;
     for (const [state] of this.connections.authorizationsOf(hubHostName, deviceId)) {
@@ -162,12 +227,12 @@ export class C2dDispatch {
 
   /** The device settled a delivery (accepted, rejected, released or modified). */
   onOutcome(delivery: Delivery | undefined, outcome: C2dOutcome): void {
-    const record = delivery ? this.take(delivery) : undefined;
+    const record = delivery ? this.untrack(delivery) : undefined;
     if (!record) return; // not a C2D delivery, or its lock expired before the device settled it
     this.settle(record, outcome);
   }
 
-  private settle(record: C2dDelivery, outcome: C2dOutcome): void {
+  private settle(record: Pick<C2dDelivery, "hubHostName" | "deviceId" | "entry">, outcome: C2dOutcome): void {
     const queue = this.c2dQueues.get(deviceKey(record.hubHostName, record.deviceId))?.queue;
     if (!queue) return;
     if (outcome === "abandoned") {
@@ -188,11 +253,11 @@ export class C2dDispatch {
 
   /** The device held a message past its lock: it counts as abandoned, and a late settlement is ignored. */
   private lockExpired(delivery: Delivery): void {
-    const record = this.take(delivery);
+    const record = this.untrack(delivery);
     if (record) this.settle(record, "abandoned");
   }
 
-  private take(delivery: Delivery): C2dDelivery | undefined {
+  private untrack(delivery: Delivery): C2dDelivery | undefined {
     const record = this.c2dDeliveries.get(delivery);
     if (!record) return undefined;
     this.c2dDeliveries.delete(delivery);
@@ -227,7 +292,7 @@ export class C2dDispatch {
   linkClosed(linkState: LinkState): void {
     const deliveries = [...linkState.c2dInFlight].reverse();
     for (const delivery of deliveries) {
-      const record = this.take(delivery);
+      const record = this.untrack(delivery);
       if (record)
         this.c2dQueues.get(deviceKey(record.hubHostName, record.deviceId))?.queue.requeue(record.entry);
     }

@@ -39,6 +39,11 @@ export class C2dQueue {
     return [...this.inFlight, ...this.pending];
   }
 
+  /** Messages waiting to be delivered (not out on a link). */
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
   enqueue(entry: C2dEntry): void {
     this.pending.push(entry);
   }

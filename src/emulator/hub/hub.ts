@@ -2,7 +2,9 @@
 import { EventEmitter } from "node:events";
 import { AmqpEndpoint } from "./amqp-endpoint.js";
 import { DeviceStore } from "./device-store.js";
+import type { HubEndpoint } from "./device-transports.js";
 import { HubServiceError } from "./errors.js";
+import { startExtraTransports } from "./extra-transports.js";
 import { TelemetryLog } from "./telemetry.js";
 import type {
   CloudToDeviceMessage,
@@ -23,7 +25,7 @@ import type {
 class Registry implements HubRegistry {
   constructor(
     private readonly store: DeviceStore,
-    private readonly endpoint: AmqpEndpoint,
+    private readonly endpoint: HubEndpoint,
     private readonly hostNames: readonly string[],
   ) {}
 
@@ -75,7 +77,7 @@ class Registry implements HubRegistry {
 }
 
 class Service extends EventEmitter implements HubService {
-  private endpoint!: AmqpEndpoint;
+  private endpoint!: HubEndpoint;
 
   constructor(
     private readonly store: DeviceStore,
@@ -84,7 +86,7 @@ class Service extends EventEmitter implements HubService {
     super();
   }
 
-  attach(endpoint: AmqpEndpoint): void {
+  attach(endpoint: HubEndpoint): void {
     this.endpoint = endpoint;
   }
 
@@ -130,7 +132,7 @@ class Service extends EventEmitter implements HubService {
 }
 
 class Faults implements HubFaults {
-  constructor(private readonly endpoint: AmqpEndpoint) {}
+  constructor(private readonly endpoint: HubEndpoint) {}
 
   dropConnection(hubHostName: string, deviceId: string): boolean {
     return this.endpoint.dropConnection(hubHostName, deviceId);
@@ -186,17 +188,30 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     telemetry,
     service,
   );
-  service.attach(endpoint);
   await endpoint.listen();
+  const extra = await startExtraTransports(
+    endpoint,
+    { store, telemetry, events: service },
+    { ...options, host },
+  ).catch(async (error: unknown) => {
+    await endpoint.close();
+    throw error;
+  });
+  service.attach(extra.transports);
   let closed: Promise<void> | undefined;
   return {
     host,
     port: endpoint.boundPort,
-    registry: new Registry(store, endpoint, options.hostNames),
+    ...(extra.mqttPort !== undefined ? { mqttPort: extra.mqttPort } : {}),
+    ...(extra.httpsPort !== undefined ? { httpsPort: extra.httpsPort } : {}),
+    registry: new Registry(store, extra.transports, options.hostNames),
     service,
-    faults: new Faults(endpoint),
+    faults: new Faults(extra.transports),
     close: () => {
-      closed ??= endpoint.close().then(() => store.flush());
+      closed ??= extra
+        .close()
+        .then(() => endpoint.close())
+        .then(() => store.flush());
       return closed;
     },
   };

@@ -1,5 +1,6 @@
 // The hub module's public contract, shared with the DPS emulator and the emulator core.
 import type { EventEmitter } from "node:events";
+import type { IncomingMessage, ServerResponse } from "node:http";
 
 export type DeviceStatus = "enabled" | "disabled";
 
@@ -74,8 +75,19 @@ export interface HubOptions {
   dataFile?: string;
   /** Shared access policies the service side (azure-iothub Client over AMQP) authenticates with. */
   servicePolicies?: { keyName: string; key: string }[];
-  /** How long a C2D message delivered to a device stays locked before it is delivered again; default 1 min. */
+  /** How long a C2D message out to a device (AMQP link, HTTPS) stays locked before it is delivered again; 1 min. */
   c2dLockTimeoutMs?: number;
+  /** MQTT over TLS port (8883 on Azure); 0 = a free port; absent = no MQTT listener. */
+  mqttPort?: number;
+  /** HTTPS port (443 on Azure): MQTT and AMQP over WebSocket, device HTTPS API; 0 = a free port; absent = none. */
+  httpsPort?: number;
+  /**
+   * Serves the HTTPS port's requests that are neither WebSocket nor device API, when another API shares the
+   * port (the service REST API, as on Azure's hub host name); without it they are answered 404.
+   */
+  otherHttpsRequests?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** One line per refused connection or transport error (never keys or tokens). */
+  log?: (line: string) => void;
 }
 
 export interface HubRegistry {
@@ -149,7 +161,7 @@ export interface HubService extends EventEmitter {
   /** Newest last, bounded buffer. */
   recentTelemetry(hubHostName: string, deviceId?: string, limit?: number): TelemetryRecord[];
   isConnected(hubHostName: string, deviceId: string): boolean;
-  /** Open AMQP connections (tests assert "one connection per device"). */
+  /** Open device connections, AMQP and MQTT (tests assert "one connection per device"). */
   connectionCount(): number;
 }
 
@@ -174,6 +186,10 @@ export interface HubFaults {
 export interface Hub {
   readonly host: string;
   readonly port: number;
+  /** The MQTT over TLS port, when the hub has that listener. */
+  readonly mqttPort?: number;
+  /** The HTTPS (WebSocket and device API) port, when the hub has that listener. */
+  readonly httpsPort?: number;
   readonly registry: HubRegistry;
   readonly service: HubService;
   readonly faults: HubFaults;
