@@ -28,6 +28,12 @@ export class Lifecycle {
   private running: AbortController | undefined;
   /** What was asked while stopping (start, reprovision or close), applied on `stopped`. */
   private afterStop: SessionEvent | undefined;
+  /**
+   * Events not applied yet. A listener of `entered` may dispatch (a state listener that calls stop()); its
+   * event waits here until the current one is fully applied, phase started, so no transition interleaves.
+   */
+  private readonly pending: SessionEvent[] = [];
+  private applying = false;
 
   constructor(
     private readonly phases: Partial<Record<SessionState, Phase>>,
@@ -40,6 +46,17 @@ export class Lifecycle {
 
   /** Applies `event` per the table; ignored when the table has no entry for it in the current state. */
   dispatch(event: SessionEvent): void {
+    this.pending.push(event);
+    if (this.applying) return;
+    this.applying = true;
+    try {
+      for (let next = this.pending.shift(); next; next = this.pending.shift()) this.apply(next);
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private apply(event: SessionEvent): void {
     if (this.current === "stopping" && KEPT_WHILE_STOPPING.has(event.type)) {
       this.keepForAfterStop(event);
       return;
@@ -54,9 +71,9 @@ export class Lifecycle {
     this.current = next;
     this.hooks.entered(next, event, previous);
     if (event.type === "stopped" && this.afterStop) {
-      const kept = this.afterStop;
+      // Carried out next, before anything dispatched meanwhile.
+      this.pending.unshift(this.afterStop);
       this.afterStop = undefined;
-      this.dispatch(kept);
       return;
     }
     this.runPhase(next, event);

@@ -499,6 +499,23 @@ describe("device session logic", () => {
     await session.close();
   });
 
+  it("a state listener that calls stop() or start() at once does not interleave transitions", async () => {
+    const world = new FakeWorld();
+    const { session, names } = makeSession(world);
+    let stopped: Promise<void> | undefined;
+    session.on("state", (event) => {
+      if (event.state === "connected" && !stopped) stopped = session.stop();
+    });
+    session.start();
+    await waitForState(session, "idle");
+    await stopped;
+    assert.deepEqual(names(), ["provisioning", "provisioned", "connecting", "connected", "stopping", "idle"]);
+    assert.ok(world.links[0].closed, "the link of the phase that never ran is closed");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(session.state, "idle", "no phase of an earlier state ran after the stop");
+    await session.close();
+  });
+
   it("close() rejects telemetry not yet accepted and reports how much", async () => {
     const world = new FakeWorld();
     const { session } = makeSession(world);
