@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/index.js";
 import type { TelemetryRecord } from "../../src/emulator/hub/types.js";
-import { freeLoopbackPort } from "./e2e-node-red.js";
+import { createServer } from "node:net";
 import { TcpProxy } from "./tcp-proxy.js";
 
 /** The device's retry delays in the suite: a short cap keeps each recovery bound short. */
@@ -28,23 +28,36 @@ export class FaultWorld {
     this.listen();
   }
 
-  /** An emulator on fixed free ports whose hub host name is the proxy's address. */
+  /**
+   * An emulator on fixed free ports whose hub host name is the proxy's address. The ports are below Linux's
+   * ephemeral range, so that no other test's "any free port" takes one while the emulator is down for a
+   * restart or the proxy refuses connections; a port taken meanwhile by another fixed-port user means a retry.
+   */
   static async start(): Promise<FaultWorld> {
-    const dir = await mkdtemp(join(tmpdir(), "provisio-faults-"));
-    const hubPort = await freeLoopbackPort();
-    const proxy = await TcpProxy.start({ host: "127.0.0.1", port: hubPort });
-    const options: EmulatorOptions = {
-      dataDir: join(dir, "emulator"),
-      amqpPort: await freeLoopbackPort(),
-      httpsPort: await freeLoopbackPort(),
-      mqttPort: await freeLoopbackPort(),
-      webPort: await freeLoopbackPort(),
-      uiPort: await freeLoopbackPort(),
-      hubPort,
-      hubHostName: `127.0.0.1:${proxy.port}`,
-    };
-    const emulator = await startEmulator(options);
-    return new FaultWorld(emulator, proxy, options, dir);
+    for (let attempt = 1; ; attempt++) {
+      const dir = await mkdtemp(join(tmpdir(), "provisio-faults-"));
+      let proxy: TcpProxy | undefined;
+      try {
+        const hubPort = await fixedFreePort();
+        proxy = await TcpProxy.start({ host: "127.0.0.1", port: hubPort }, { port: await fixedFreePort() });
+        const options: EmulatorOptions = {
+          dataDir: join(dir, "emulator"),
+          amqpPort: await fixedFreePort(),
+          httpsPort: await fixedFreePort(),
+          mqttPort: await fixedFreePort(),
+          webPort: await fixedFreePort(),
+          uiPort: await fixedFreePort(),
+          hubPort,
+          hubHostName: `127.0.0.1:${proxy.port}`,
+        };
+        const emulator = await startEmulator(options);
+        return new FaultWorld(emulator, proxy, options, dir);
+      } catch (error) {
+        await proxy?.close();
+        await rm(dir, { recursive: true, force: true });
+        if ((error as { code?: unknown }).code !== "EADDRINUSE" || attempt >= 5) throw error;
+      }
+    }
   }
 
   get emulator(): Emulator {
@@ -208,4 +221,17 @@ export function nextConnected(
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A free loopback port between 20000 and 29999 (below the ephemeral range that "port 0" draws from). */
+async function fixedFreePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once("error", () => resolve(false));
+      probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
 }
