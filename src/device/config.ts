@@ -39,7 +39,7 @@ export interface DeviceSessionOptions {
   backoff?: BackoffPolicy;
   /** What a failure means and how long to wait (default: DefaultRetryPolicy over `backoff`). */
   retryPolicy?: RetryPolicy;
-  /** Most telemetry messages sent and not yet acknowledged. Default 1. */
+  /** Most telemetry messages sent and not yet settled (pipelining, in order). Default 64. */
   telemetryWindow?: number;
   /** How long the hub may take to accept one telemetry message. Default 30 s. */
   telemetryAckTimeoutMs?: number;
@@ -79,7 +79,7 @@ export const DEFAULTS = {
   provisioningTimeoutMs: 60_000,
   connectTimeoutMs: 30_000,
   outboxCapacity: 1000,
-  telemetryWindow: 1,
+  telemetryWindow: 64,
   outboxOverflow: "drop-oldest" as OverflowPolicy,
   /** stop() gives the SDK this long to close the connection before dropping it (Node-RED allows 15 s). */
   closeTimeoutMs: 4_000,

@@ -164,6 +164,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     return this.pump.droppedCount;
   }
 
+  /**
+   * Telemetry messages that were in flight when a send failed or the link went, and were sent again with the
+   * same messageId: the most copies the hub can have seen twice.
+   */
+  get resentCount(): number {
+    return this.pump.resentCount;
+  }
+
   /** Starts (or restarts after stop() or an error) provisioning and connecting. Idempotent. */
   start(): void {
     if (this.state === "closed") throw new SessionStoppedError("start");

@@ -20,6 +20,7 @@ import {
   type SessionStateEvent,
   type TwinDocument,
 } from "../../src/device/index.js";
+import { lastOccurrences } from "../support/delivery-order.js";
 
 const WAIT_MS = 5_000;
 
@@ -41,10 +42,14 @@ class FakeLink extends EventEmitter implements HubLink {
     return this.subscribeError ? Promise.reject(this.subscribeError) : Promise.resolve();
   }
   getTwin(): Promise<TwinDocument> {
+    this.gets += 1;
     return this.answerTwin ? Promise.resolve(structuredClone(this.twin)) : new Promise(() => undefined);
   }
+  patches: Array<Record<string, unknown>> = [];
+  gets = 0;
   updateReported(patch: Record<string, unknown>): Promise<void> {
     if (!this.answerTwin) return new Promise(() => undefined);
+    this.patches.push(patch);
     this.twin.reported = {
       ...this.twin.reported,
       ...patch,
@@ -227,7 +232,7 @@ describe("device session logic", () => {
     await waitForState(session, "connected");
     await Promise.all(sends);
     assert.deepEqual(first.sent, []);
-    assert.equal(attemptsOnFirst, 1, "nothing more goes to a link that failed");
+    assert.equal(attemptsOnFirst, 2, "both went out at once, and nothing more after the failure");
     assert.deepEqual(world.current.sent, ["m1", "m2"]);
     await session.close();
   });
@@ -281,10 +286,113 @@ describe("device session logic", () => {
       throttles-- > 0 ? Promise.reject(new errors.ThrottlingError("slow down")) : Promise.resolve();
     const ids = ["t1", "t2", "t3", "t4"];
     await Promise.all(ids.map((id) => session.sendTelemetry(id, { messageId: id })));
-    assert.deepEqual(world.current.sent, ids);
-    assert.deepEqual(pauses, ["throttled", "throttled", "throttled"]);
+    // All four went out at once: t4 was accepted while t1..t3 were throttled, so t4 went again after them.
+    assert.deepEqual(lastOccurrences(world.current.sent), ids);
+    assert.ok(world.current.sent.length - ids.length <= session.resentCount, "copies only of re-sent ones");
+    assert.deepEqual(pauses, ["throttled"], "three refusals in one window make one pause");
     assert.equal(world.links.length, 1, "throttling is not a reason to reconnect");
     assert.equal(session.state, "connected");
+    await session.close();
+  });
+
+  it("keeps up to `window` messages in flight before any acknowledgement, and no more", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 3 });
+    session.start();
+    await waitForState(session, "connected");
+    const acks: Array<() => void> = [];
+    const tried: string[] = [];
+    world.current.onSend = (message) => {
+      tried.push(message.messageId);
+      return new Promise<void>((resolve) => acks.push(resolve));
+    };
+    const ids = ["w1", "w2", "w3", "w4", "w5"];
+    const sends = ids.map((id) => session.sendTelemetry(id, { messageId: id }));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(tried, ["w1", "w2", "w3"]);
+    acks[0]();
+    await sends[0];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(tried, ["w1", "w2", "w3", "w4"], "one settled, one more goes");
+    acks.slice(1).forEach((ack) => ack());
+    await new Promise((resolve) => setImmediate(resolve));
+    acks.slice(4).forEach((ack) => ack());
+    await Promise.all(sends);
+    assert.deepEqual(world.current.sent, ids);
+    assert.equal(session.resentCount, 0);
+    await session.close();
+  });
+
+  it("an acknowledgement that overtakes an earlier one is held: promises settle in call order", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 4 });
+    session.start();
+    await waitForState(session, "connected");
+    const acks = new Map<string, () => void>();
+    world.current.onSend = (message) => new Promise<void>((resolve) => acks.set(message.messageId, resolve));
+    const settled: string[] = [];
+    const sends = ["a1", "a2", "a3"].map((id) =>
+      session.sendTelemetry(id, { messageId: id }).then(() => settled.push(id)),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    acks.get("a3")?.();
+    acks.get("a2")?.();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(settled, [], "a2 and a3 wait for a1");
+    assert.equal(session.outboxSize, 3);
+    acks.get("a1")?.();
+    await Promise.all(sends);
+    assert.deepEqual(settled, ["a1", "a2", "a3"]);
+    await session.close();
+  });
+
+  it("message k throttled after k+1 was accepted: k+1 goes again after k, so the last copies keep the order", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 8 });
+    session.start();
+    await waitForState(session, "connected");
+    let refuseFirst: ((error: Error) => void) | undefined;
+    world.current.onSend = (message) => {
+      if (message.messageId === "k" && !refuseFirst) {
+        return new Promise<void>((_resolve, reject) => (refuseFirst = reject));
+      }
+      return Promise.resolve();
+    };
+    const settled: string[] = [];
+    const sends = ["k", "k+1", "k+2"].map((id) =>
+      session.sendTelemetry(id, { messageId: id }).then(() => settled.push(id)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(world.current.sent, ["k+1", "k+2"], "the hub took k+1 and k+2 first");
+    assert.deepEqual(settled, []);
+    refuseFirst?.(new errors.ThrottlingError("slow down"));
+    await Promise.all(sends);
+    assert.deepEqual(world.current.sent, ["k+1", "k+2", "k", "k+1", "k+2"], "go back to k, same messageIds");
+    assert.deepEqual(lastOccurrences(world.current.sent), ["k", "k+1", "k+2"]);
+    assert.deepEqual(settled, ["k", "k+1", "k+2"]);
+    assert.equal(session.resentCount, 3, "everything in flight at the refusal was sent again");
+    assert.equal(world.links.length, 1);
+    await session.close();
+  });
+
+  it("a message the hub refuses for good in the middle of the window holds no one up", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 8 });
+    session.start();
+    await waitForState(session, "connected");
+    world.current.onSend = (message) =>
+      message.messageId === "bad"
+        ? Promise.reject(new errors.MessageTooLargeError("too big"))
+        : Promise.resolve();
+    const outcomes = await Promise.allSettled(
+      ["ok1", "bad", "ok2"].map((id) => session.sendTelemetry(id, { messageId: id })),
+    );
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ["fulfilled", "rejected", "fulfilled"],
+    );
+    assert.deepEqual(world.current.sent, ["ok1", "ok2"]);
+    assert.equal(session.resentCount, 0);
     await session.close();
   });
 
