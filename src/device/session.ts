@@ -22,6 +22,7 @@ import { DefaultRetryPolicy, RetryCounter, type RetryPolicy } from "./retry-poli
 import { describeError } from "./retryable.js";
 import type { SessionState } from "./states.js";
 import { TelemetryPump, type TelemetryPause } from "./telemetry-pump.js";
+import { ReportBatcher, type ReportedPatch } from "./report-batcher.js";
 import { TwinSync } from "./twin-sync.js";
 import { validateTwinPatch } from "./validation.js";
 
@@ -93,7 +94,13 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private linkScope: AbortController | undefined;
   private linkClosing: Promise<void> = Promise.resolve();
   private retryDelayMs = 0;
-  private reportChain: Promise<unknown> = Promise.resolve();
+  private readonly reports = new ReportBatcher((patch) => this.sendReport(patch));
+  /**
+   * The reported $version on `link` as far as the device knows it: read with the twin at connect, then one more
+   * per PATCH (only the device writes reported properties, and the hub answers a PATCH without the version the
+   * SDK would pass on, docs/hub-amqp-protocol.md). Unknown after a PATCH that failed: then read back.
+   */
+  private reportedVersion: { link: HubLink; version: number } | undefined;
 
   constructor(config: DeviceSessionConfig, dependencies?: SessionDependencies) {
     super();
@@ -245,25 +252,25 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    const run = async (): Promise<number> => {
-      const deadline = Date.now() + this.twinTimeoutMs;
-      const link = await this.connectedLink("reported properties update", deadline);
-      await this.twinCall(link, () => link.updateReported(patch), "reported properties update", deadline);
-      // The SDK drops the version the hub returns with the PATCH; only the device writes reported
-      // properties, so reading it back right after our own (serialised) patch gives that patch's version.
-      const twin = await this.twinCall(link, () => link.getTwin(), "reported properties update", deadline);
-      const version = twin.reported.$version;
-      if (typeof version !== "number") {
-        throw new HubError(
-          "the hub returned reported properties without $version",
-          this.registration?.deviceId ?? "",
-        );
-      }
-      return version;
-    };
-    const result = this.reportChain.then(run, run);
-    this.reportChain = result.catch(() => undefined);
-    return result;
+    return this.reports.report(patch);
+  }
+
+  /** One PATCH (of one or more merged reports); resolves with the reported $version it produced. */
+  private async sendReport(patch: ReportedPatch): Promise<number> {
+    const operation = "reported properties update";
+    const deadline = Date.now() + this.twinTimeoutMs;
+    const link = await this.connectedLink(operation, deadline);
+    const known = this.reportedVersion?.link === link ? this.reportedVersion.version : undefined;
+    this.reportedVersion = undefined;
+    await this.twinCall(link, () => link.updateReported(patch), operation, deadline);
+    let version = known === undefined ? undefined : known + 1;
+    if (version === undefined) {
+      // Not known (a PATCH failed since the twin was read): read it back once, right after our own PATCH.
+      const twin = await this.twinCall(link, () => link.getTwin(), operation, deadline);
+      version = numericVersion(twin.reported.$version, this.registration?.deviceId ?? "");
+    }
+    if (this.link === link) this.reportedVersion = { link, version };
+    return version;
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -309,7 +316,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     }
     const scope = this.adopt(link);
     try {
-      await this.twin.sync(link, this.twinTimeoutMs, AbortSignal.any([signal, scope.signal]));
+      const twin = await this.twin.sync(link, this.twinTimeoutMs, AbortSignal.any([signal, scope.signal]));
+      const version = twin.reported.$version;
+      this.reportedVersion = typeof version === "number" ? { link, version } : undefined;
     } catch (error) {
       return this.connectFailure(error, registration);
     }
@@ -505,4 +514,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     if (this.listenerCount("warning") === 0) return;
     this.safeEmit("warning", error instanceof Error ? error : new Error(String(error)));
   }
+}
+
+function numericVersion(version: unknown, deviceId: string): number {
+  if (typeof version !== "number") {
+    throw new HubError("the hub returned reported properties without $version", deviceId);
+  }
+  return version;
 }

@@ -547,6 +547,52 @@ describe("device session logic", () => {
     await session.close();
   });
 
+  it("reports take one round trip each: the version is counted, concurrent ones share one PATCH", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const link = world.current;
+    const getsAtConnect = link.gets;
+    assert.equal(await session.reportProperties({ s: 1 }), 2);
+    assert.equal(await session.reportProperties({ s: 2 }), 3);
+    const versions = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => session.reportProperties({ [`k${i}`]: i })),
+    );
+    const batches = new Set(versions).size;
+    assert.ok(batches <= 2, `ten concurrent reports in ${batches} PATCHes`);
+    assert.deepEqual(
+      versions,
+      [...versions].sort((a, b) => a - b),
+      "versions in call order",
+    );
+    assert.equal(versions[9], 3 + batches);
+    assert.equal(link.patches.length, 2 + batches);
+    assert.equal(link.gets, getsAtConnect, "no twin GET after a PATCH");
+    assert.equal(link.twin.reported.$version, versions[9]);
+    assert.equal(link.twin.reported.k9, 9);
+    await session.close();
+  });
+
+  it("after a PATCH that failed, the next report reads its version back", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const link = world.current;
+    const update = link.updateReported.bind(link);
+    link.updateReported = () => Promise.reject(new errors.ArgumentError("refused"));
+    await assert.rejects(session.reportProperties({ a: 1 }));
+    link.twin.reported.$version = 7; // moved on without us knowing: the count is no longer trusted
+    link.updateReported = update;
+    const gets = link.gets;
+    assert.equal(await session.reportProperties({ a: 2 }), 8);
+    assert.equal(link.gets, gets + 1);
+    assert.equal(await session.reportProperties({ a: 3 }), 9);
+    assert.equal(link.gets, gets + 1, "counted again from there");
+    await session.close();
+  });
+
   it("a twin request the hub never answers times out and forces a reconnect", async () => {
     const world = new FakeWorld();
     const { session } = makeSession(world, { twinTimeoutMs: 100 });
