@@ -3,6 +3,8 @@
 // file. `--smoke` runs every figure once with few messages (seconds, for CI; no thresholds). `--out <file>`
 // sets where the JSON goes (default bench-results.json). Figures on a shared machine are noisy: compare ratios.
 import { writeFile } from "node:fs/promises";
+import { rawStartToConnected, sessionStartToConnected } from "./connect.js";
+import { connectedFlow } from "./node-red.js";
 import { tpmRound } from "./tpm.js";
 import {
   connectedSession,
@@ -68,6 +70,7 @@ async function telemetryFigures(): Promise<Figure[]> {
   try {
     const raw = await rawClient(world);
     const session = await connectedSession(world, { telemetryWindow: WINDOW });
+    const flow = await connectedFlow(world, WINDOW);
     for (let round = 0; round < ROUNDS; round++) {
       add("raw.sequential", (await rawTelemetry(raw, Math.ceil(MESSAGES / 5), 1)).perSecond);
       const rawWindow: Throughput = await rawTelemetry(raw, MESSAGES, WINDOW);
@@ -81,6 +84,9 @@ async function telemetryFigures(): Promise<Figure[]> {
       add("session.p50", ours.p50Ms ?? 0);
       add("session.p99", ours.p99Ms ?? 0);
       add("session.all", (await sessionTelemetry(session, MESSAGES, MESSAGES)).perSecond);
+      add("flow.all", await flow.send(MESSAGES));
+      add("session.connect", await sessionStartToConnected(world));
+      add("raw.connect", await rawStartToConnected(world));
       add("raw.reports.sequential", (await rawReports(raw, Math.ceil(REPORTS / 5), 1)).perSecond);
       add("raw.reports.concurrent", (await rawReports(raw, REPORTS, REPORTS)).perSecond);
       add("session.reports.sequential", (await sessionReports(session, Math.ceil(REPORTS / 5), 1)).perSecond);
@@ -88,6 +94,7 @@ async function telemetryFigures(): Promise<Figure[]> {
     }
     await raw.close();
     await session.close();
+    await flow.close();
   } finally {
     await world.close();
   }
@@ -126,6 +133,22 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["raw.all"],
     ),
     figure(
+      "telemetry through Node-RED, all at once",
+      "msg/s",
+      "higher",
+      rows["flow.all"],
+      "DeviceSession, all at once",
+      rows["session.all"],
+    ),
+    figure(
+      "telemetry through Node-RED, all at once",
+      "msg/s",
+      "higher",
+      rows["flow.all"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.window"],
+    ),
+    figure(
       `latency p50, ${WINDOW} callers`,
       "ms",
       "lower",
@@ -140,6 +163,14 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["session.p99"],
       `${sdk}, ${WINDOW} in flight`,
       rows["raw.p99"],
+    ),
+    figure(
+      "start to connected, symmetric key",
+      "ms",
+      "lower",
+      rows["session.connect"],
+      `${sdk}: register, open, twin GET`,
+      rows["raw.connect"],
     ),
     figure(
       "twin reports, 1 at a time",

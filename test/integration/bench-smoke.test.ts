@@ -37,6 +37,8 @@ describe("npm run bench -- --smoke", () => {
         "telemetry, 1 at a time",
         "telemetry, 64 callers",
         "telemetry, all at once",
+        "telemetry through Node-RED, all at once",
+        "start to connected, symmetric key",
         "latency p50, 64 callers",
         "twin reports, 1 at a time",
         "twin reports, all at once",
