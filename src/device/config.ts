@@ -51,6 +51,11 @@ export interface DeviceSessionOptions {
   connectTimeoutMs?: number;
   /** Most telemetry messages held while disconnected. Default 1000. */
   outboxCapacity?: number;
+  /**
+   * Keeps the outbox in this file (an append-only log): what waits in it survives a restart or a process kill
+   * and is sent by the next session over the same file. Default: in memory.
+   */
+  outboxFile?: string;
   /** What a full outbox does. Default "drop-oldest". */
   outboxOverflow?: OverflowPolicy;
   /** Where DPS results are cached. Default: in memory (lost on restart). */

@@ -22,6 +22,7 @@ import { DefaultRetryPolicy, RetryCounter, type RetryPolicy } from "./retry-poli
 import { describeError } from "./retryable.js";
 import type { SessionState } from "./states.js";
 import { TelemetryPump, type TelemetryPause } from "./telemetry-pump.js";
+import { OutboxLog } from "./outbox-log.js";
 import { ReportBatcher, type ReportedPatch } from "./report-batcher.js";
 import { TwinSync } from "./twin-sync.js";
 import { validateTwinPatch } from "./validation.js";
@@ -94,6 +95,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private linkScope: AbortController | undefined;
   private linkClosing: Promise<void> = Promise.resolve();
   private retryDelayMs = 0;
+  private readonly outboxLog: OutboxLog | undefined;
   private readonly reports = new ReportBatcher((patch) => this.sendReport(patch));
   /**
    * The reported $version on `link` as far as the device knows it: read with the twin at connect, then one more
@@ -123,7 +125,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       twin: (desired) => this.safeEmit("twin", desired),
       desired: (patch) => this.safeEmit("desired", patch),
     });
+    this.outboxLog = options.outboxFile ? new OutboxLog(options.outboxFile) : undefined;
     this.pump = new TelemetryPump({
+      log: this.outboxLog,
       capacity: options.outboxCapacity ?? DEFAULTS.outboxCapacity,
       overflow: options.outboxOverflow ?? DEFAULTS.outboxOverflow,
       window: options.telemetryWindow ?? DEFAULTS.telemetryWindow,
@@ -216,6 +220,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     }
     const unsent = this.pump.rejectAll(new SessionStoppedError("telemetry"));
     if (unsent > 0) this.safeEmit("unsent", unsent);
+    this.outboxLog?.close();
   }
 
   /**

@@ -11,11 +11,14 @@ import { withDeadline } from "./deadline.js";
 import { HubError, OutboxOverflowError, SessionStoppedError } from "./errors.js";
 import type { HubLink } from "./hub-connection.js";
 import { Outbox, type OverflowPolicy } from "./outbox.js";
+import type { OutboxLog } from "./outbox-log.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { describeError, isMessageRefused, isQuotaExceeded, rootCause } from "./retryable.js";
 
 export interface OutboxEntry {
   message: Message;
+  /** Its record in the outbox log, when the outbox is on disk. */
+  seq?: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -50,6 +53,8 @@ export interface TelemetryPumpOptions {
   window: number;
   ackTimeoutMs: number;
   policy: RetryPolicy;
+  /** The outbox on disk: what it recovered is sent first; each message is kept there until it leaves. */
+  log?: OutboxLog;
   deviceId(): string;
   /** The link cannot carry telemetry any more (no ack, refused token, broken link): reconnect. */
   linkFailed(link: HubLink, error: Error): void;
@@ -76,6 +81,12 @@ export class TelemetryPump {
     if (!Number.isInteger(options.window) || options.window < 1) {
       throw new RangeError("the telemetry window must be a whole number >= 1");
     }
+    // Messages kept on disk by an earlier process: nobody awaits them any more, but they are sent first.
+    for (const { seq, message } of options.log?.recovered() ?? []) {
+      const pushed = this.outbox.push({ message, seq, resolve: () => undefined, reject: () => undefined });
+      if (!pushed.accepted) options.log?.done(seq);
+      else if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
+    }
   }
 
   /** Messages not yet accepted by the hub: waiting in the outbox or in flight. */
@@ -99,11 +110,22 @@ export class TelemetryPump {
   /** Queues a message; resolves once the hub accepted it. */
   enqueue(message: Message): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const pushed = this.outbox.push({ message, resolve, reject });
+      const entry: OutboxEntry = { message, resolve, reject };
+      const pushed = this.outbox.push(entry);
       if (!pushed.accepted) {
         this.reportDrop(message);
         reject(new OutboxOverflowError("reject-new", this.outbox.capacity));
         return;
+      }
+      if (this.options.log) {
+        try {
+          entry.seq = this.options.log.keep(message);
+        } catch (error) {
+          // Not on disk, so not accepted: the caller hears why (a full or read-only disk).
+          this.outbox.remove(entry);
+          reject(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
       }
       if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
       this.fill();
@@ -124,7 +146,10 @@ export class TelemetryPump {
     this.takeBackInFlight();
   }
 
-  /** Rejects every message not yet accepted (the session is closing); returns how many there were. */
+  /**
+   * Rejects every message not yet accepted (the session is closing); returns how many there were. On disk
+   * they stay in the log and are sent by the next session over it.
+   */
   rejectAll(error: SessionStoppedError): number {
     this.detach();
     const entries = this.outbox.drain();
@@ -162,7 +187,9 @@ export class TelemetryPump {
   /** Resolves the accepted messages at the head of the window, in order. */
   private settleAccepted(): void {
     while (this.inFlight.length > 0 && this.inFlight[0].accepted) {
-      this.inFlight.shift()?.entry.resolve();
+      const entry = this.inFlight.shift()?.entry;
+      this.forget(entry);
+      entry?.resolve();
     }
   }
 
@@ -171,6 +198,7 @@ export class TelemetryPump {
     if (isMessageRefused(error)) {
       // Refused for what it is (too large, malformed): it will never be accepted, so it holds no one up.
       this.inFlight.splice(this.inFlight.indexOf(flight), 1);
+      this.forget(entry);
       entry.reject(
         new HubError(
           `IoT Hub refused the telemetry message: ${describeError(error)}`,
@@ -225,7 +253,13 @@ export class TelemetryPump {
     for (const displaced of this.outbox.requeue(entries)) this.drop(displaced, this.outbox.overflow);
   }
 
+  /** The message left the outbox for good: off the disk too. */
+  private forget(entry: OutboxEntry | undefined): void {
+    if (entry?.seq !== undefined) this.options.log?.done(entry.seq);
+  }
+
   private drop(entry: OutboxEntry, policy: OverflowPolicy): void {
+    this.forget(entry);
     this.reportDrop(entry.message);
     entry.reject(new OutboxOverflowError(policy, this.outbox.capacity));
   }

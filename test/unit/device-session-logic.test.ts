@@ -3,6 +3,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { errors } from "azure-iot-common";
 import type { Message } from "azure-iot-device";
 import {
@@ -651,6 +654,33 @@ describe("device session logic", () => {
     ]);
     assert.deepEqual(world.current.sent, ["after"]);
     await session.close();
+  });
+
+  it("an outbox on disk hands what waited at close() to the next session over the same file, first and in order", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "provisio-session-outbox-"));
+    try {
+      const outboxFile = join(dir, "outbox.log");
+      const down = new FakeWorld();
+      down.connectFailures = Array.from({ length: 100 }, () => new errors.NotConnectedError("hub away"));
+      const first = makeSession(down, { outboxFile }).session;
+      first.start();
+      const waiting = ["d1", "d2", "d3"].map((id) => first.sendTelemetry(id, { messageId: id }));
+      await first.close();
+      await Promise.allSettled(waiting);
+      const up = new FakeWorld();
+      const second = makeSession(up, { outboxFile }).session;
+      assert.equal(second.outboxSize, 3, "recovered before start");
+      second.start();
+      await waitForState(second, "connected");
+      await second.sendTelemetry("d4", { messageId: "d4" });
+      assert.deepEqual(up.current.sent, ["d1", "d2", "d3", "d4"]);
+      await second.close();
+      const third = makeSession(new FakeWorld(), { outboxFile }).session;
+      assert.equal(third.outboxSize, 0, "accepted messages are done on disk too");
+      await third.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("close() rejects telemetry not yet accepted and reports how much", async () => {
