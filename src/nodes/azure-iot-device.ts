@@ -28,6 +28,13 @@ export = function register(RED: NodeAPI): void {
     return registrationStore;
   };
 
+  /** The device's outbox log in the user folder, unless it is kept in memory (or there is no user folder). */
+  const outboxFileOf = (def: DeviceNodeDef): string | undefined => {
+    const userDir = (RED.settings as { userDir?: string }).userDir;
+    if (def.outboxStorage === "memory" || !userDir) return undefined;
+    return join(userDir, "azure-iot-outbox", `${def.id.replace(/[^A-Za-z0-9_.-]/g, "_")}.log`);
+  };
+
   function AzureIotDeviceNode(this: DeviceNode, def: DeviceNodeDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -56,6 +63,8 @@ export = function register(RED: NodeAPI): void {
         );
         const store = sharedStore();
         if (store) config.options = { ...config.options, registrationStore: store };
+        const outboxFile = outboxFileOf(def);
+        if (outboxFile) config.options = { ...config.options, outboxFile };
         session = new DeviceSession(config);
       } catch (error) {
         configError = localized(RED, error instanceof Error ? error : new Error(String(error)));

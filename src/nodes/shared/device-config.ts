@@ -18,6 +18,8 @@ export interface DeviceNodeDef extends NodeDef {
   payload: string;
   outboxLimit: string | number;
   outboxOverflow: "drop-oldest" | "reject-new";
+  /** Where the outbox lives: "disk" (default, in the user folder) or "memory". */
+  outboxStorage?: "disk" | "memory";
   /** Seconds the hub may take to accept a telemetry message before it is sent again. Default 30. */
   ackTimeout?: string | number;
   /** Telemetry messages in flight at once (sent, not yet acknowledged). Default 64. */
