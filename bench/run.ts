@@ -2,8 +2,11 @@
 // (the unmodified Azure SDK, or the SDK's TPM client), 3 rounds, min/median/max, a printed table and a JSON
 // file. `--smoke` runs every figure once with few messages (seconds, for CI; no thresholds). `--out <file>`
 // sets where the JSON goes (default bench-results.json). Figures on a shared machine are noisy: compare ratios.
-import { writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { rawStartToConnected, sessionStartToConnected } from "./connect.js";
+import { diskRound } from "./disk-outbox.js";
 import { connectedFlow } from "./node-red.js";
 import { tpmRound } from "./tpm.js";
 import {
@@ -24,6 +27,7 @@ const ROUNDS = smoke ? 1 : 3;
 const MESSAGES = smoke ? 200 : 5_000;
 const REPORTS = smoke ? 50 : 1_000;
 const WINDOW = 64;
+const REPLAYED = smoke ? 2_000 : 100_000;
 
 interface Spread {
   min: number;
@@ -71,6 +75,11 @@ async function telemetryFigures(): Promise<Figure[]> {
     const raw = await rawClient(world);
     const session = await connectedSession(world, { telemetryWindow: WINDOW });
     const flow = await connectedFlow(world, WINDOW);
+    const outboxDir = await mkdtemp(join(tmpdir(), "provisio-bench-disk-"));
+    const onDisk = await connectedSession(world, {
+      telemetryWindow: WINDOW,
+      outboxFile: join(outboxDir, "outbox.log"),
+    });
     for (let round = 0; round < ROUNDS; round++) {
       add("raw.sequential", (await rawTelemetry(raw, Math.ceil(MESSAGES / 5), 1)).perSecond);
       const rawWindow: Throughput = await rawTelemetry(raw, MESSAGES, WINDOW);
@@ -85,6 +94,7 @@ async function telemetryFigures(): Promise<Figure[]> {
       add("session.p99", ours.p99Ms ?? 0);
       add("session.all", (await sessionTelemetry(session, MESSAGES, MESSAGES)).perSecond);
       add("flow.all", await flow.send(MESSAGES));
+      add("disk.window", (await sessionTelemetry(onDisk, MESSAGES, WINDOW)).perSecond);
       add("session.connect", await sessionStartToConnected(world));
       add("raw.connect", await rawStartToConnected(world));
       add("raw.reports.sequential", (await rawReports(raw, Math.ceil(REPORTS / 5), 1)).perSecond);
@@ -95,6 +105,8 @@ async function telemetryFigures(): Promise<Figure[]> {
     await raw.close();
     await session.close();
     await flow.close();
+    await onDisk.close();
+    await rm(outboxDir, { recursive: true, force: true });
   } finally {
     await world.close();
   }
@@ -131,6 +143,14 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["session.all"],
       `${sdk}, all at once`,
       rows["raw.all"],
+    ),
+    figure(
+      `telemetry, ${WINDOW} callers, outbox on disk`,
+      "msg/s",
+      "higher",
+      rows["disk.window"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.window"],
     ),
     figure(
       "telemetry through Node-RED, all at once",
@@ -191,6 +211,28 @@ async function telemetryFigures(): Promise<Figure[]> {
   ];
 }
 
+function diskFigures(): Figure[] {
+  const rounds = Array.from({ length: ROUNDS }, () => diskRound(REPLAYED));
+  return [
+    figure(
+      `outbox on disk: write ${REPLAYED}`,
+      "msg/s",
+      "higher",
+      rounds.map((r) => r.keepPerSecond),
+      "in-memory outbox",
+      rounds.map((r) => r.memoryPerSecond),
+    ),
+    figure(
+      `outbox on disk: replay ${REPLAYED} after restart`,
+      "msg/s",
+      "higher",
+      rounds.map((r) => r.replayPerSecond),
+      "target, fixed: 5,000 msg/s",
+      rounds.map(() => 5_000),
+    ),
+  ];
+}
+
 async function tpmFigures(): Promise<Figure[]> {
   const rounds: Array<Awaited<ReturnType<typeof tpmRound>>> = [];
   for (let round = 0; round < ROUNDS; round++) rounds.push(await tpmRound());
@@ -233,7 +275,7 @@ function table(figures: Figure[]): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const figures = [...(await telemetryFigures()), ...(await tpmFigures())];
+  const figures = [...(await telemetryFigures()), ...diskFigures(), ...(await tpmFigures())];
   const seconds = Math.round((Date.now() - started) / 1000);
   console.log(table(figures));
   console.log(
