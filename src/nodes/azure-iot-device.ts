@@ -45,10 +45,14 @@ export = function register(RED: NodeAPI): void {
 
     const statusOf = (event: SessionStateEvent) => {
       const view = statusFor(event);
+      const text = translate(RED, `azure-iot.status.${view.key}`, view.params);
+      // Messages lost to a full outbox stay visible in every status after, not only in the log.
+      const dropped = session?.droppedCount ?? 0;
       return {
         fill: view.fill,
         shape: view.shape,
-        text: translate(RED, `azure-iot.status.${view.key}`, view.params),
+        text:
+          dropped > 0 ? `${text} · ${translate(RED, "azure-iot.status.dropped", { count: dropped })}` : text,
       };
     };
 
@@ -79,10 +83,11 @@ export = function register(RED: NodeAPI): void {
       });
       session.on("twin", (desired) => users.forEach((user) => safely(() => user.onTwin?.(desired))));
       session.on("desired", (patch) => users.forEach((user) => safely(() => user.onDesired?.(patch))));
-      session.on("dropped", (drop) =>
-        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal })),
-      );
       const owned = session;
+      session.on("dropped", (drop) => {
+        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal }));
+        for (const user of users) user.node.status(statusOf(owned.status));
+      });
       session.on("paused", (pause) => {
         const key = { throttled: "throttled", "quota-exceeded": "quotaExceeded", "hub-error": "hubError" }[
           pause.reason
