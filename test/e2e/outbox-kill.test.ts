@@ -1,6 +1,7 @@
-// Store-and-forward through a real Node-RED process: with the hub unreachable, a burst of telemetry waits in
-// the device's outbox on disk; Node-RED is killed with SIGKILL; after a restart on the same user folder, with
-// the hub reachable again, every message reaches the hub, once, in order.
+// Store-and-forward through a real Node-RED process: a burst of telemetry waits in the device's outbox on disk
+// (the hub unreachable, or holding back its acknowledgements so that 64 are in flight); Node-RED is killed
+// with SIGKILL; after a restart on the same user folder every message reaches the hub, in order, and only the
+// messages in flight at the kill arrive twice, with the same messageId.
 import assert from "node:assert/strict";
 import { readFileSync, existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -85,6 +86,73 @@ describe("outbox on disk through a Node-RED process killed with SIGKILL", () => 
     await nodeRed?.kill();
     await world?.close();
     await removeQuietly(userDir);
+  });
+
+  it("killed with messages in flight: all arrive after the restart, twice only those in flight (same id)", async (t) => {
+    const registrationId = "outbox-kill-2";
+    const key = world.enroll(registrationId);
+    const dir = await mkdtemp(join(tmpdir(), "provisio-outbox-kill-"));
+    try {
+      await writeFile(join(dir, "flows.json"), JSON.stringify(flows(world, registrationId)));
+      await writeFile(
+        join(dir, "flows_cred.json"),
+        JSON.stringify({ "dps-config": { caPem: world.emulator.caPem }, device: { symmetricKey: key } }),
+      );
+      await world.proxy.accept().catch(() => undefined);
+      nodeRed = await startNodeRed({ packageDir: repoRoot, userDir: dir });
+      const deadline = Date.now() + 30_000;
+      while (
+        !world.emulator.hub.service.isConnected(world.hubHostName, registrationId) &&
+        Date.now() < deadline
+      ) {
+        await sleep(100);
+      }
+      // The hub takes messages but holds back its acknowledgements: up to 64 are in flight (and recorded at
+      // the hub), the rest wait on disk.
+      world.emulator.hub.faults.delayAcks(120_000);
+      await fetch(`${nodeRed.url}/burst`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ from: 1, count: COUNT }),
+      });
+      const log = join(dir, "azure-iot-outbox", "device.log");
+      const until = Date.now() + 20_000;
+      while (linesIn(log) < COUNT && Date.now() < until) await sleep(50);
+      const kept = linesIn(log);
+      // The first window reaches the hub (recorded, not acknowledged): now they are in flight.
+      while (world.receivedBy(registrationId).length === 0 && Date.now() < until) await sleep(50);
+      await sleep(300);
+      await nodeRed.kill();
+      nodeRed = undefined;
+      world.emulator.hub.faults.delayAcks(0);
+      const beforeRestart = world.receivedBy(registrationId).length;
+      nodeRed = await startNodeRed({ packageDir: repoRoot, userDir: dir });
+      const sent = Array.from({ length: COUNT }, (_, i) => `kill-${String(i + 1).padStart(5, "0")}`);
+      const end = Date.now() + 60_000;
+      while (account(sent, world.receivedBy(registrationId)).missing.length > 0 && Date.now() < end) {
+        await sleep(100);
+      }
+      await sleep(500);
+      const delivery = account(sent, world.receivedBy(registrationId));
+      assert.equal(kept, COUNT);
+      assert.deepEqual(delivery.missing, [], nodeRed.log().slice(-2000));
+      assert.deepEqual(delivery.outOfOrder, []);
+      assert.ok(beforeRestart > 0 && beforeRestart <= 64, `${beforeRestart} in flight at the kill`);
+      assert.equal(
+        delivery.duplicates,
+        beforeRestart,
+        "exactly the messages in flight at the kill, sent again",
+      );
+      t.diagnostic(
+        `in the disk outbox at the kill: ${kept}; in flight (at the hub, unacknowledged): ${beforeRestart}; ` +
+          `received after the restart: ${delivery.received - beforeRestart}; duplicates: ${delivery.duplicates}`,
+      );
+    } finally {
+      await nodeRed?.kill();
+      nodeRed = undefined;
+      world.emulator.hub.faults.delayAcks(0);
+      await removeQuietly(dir);
+    }
   });
 
   it("every message queued before the kill reaches the hub after the restart, none twice", async (t) => {
