@@ -1,85 +1,302 @@
-// Benchmarks: our TPM client against the Azure SDK's (azure-iot-security-tpm on tss.js), same swtpm, same run.
-// Prints one JSON line per measurement and the ratio ours/SDK (below 1 = we are faster).
-import { randomBytes } from "node:crypto";
-import { buildActivationBlob } from "../src/emulator/tpm-activation.js";
-import { TpmSecurityClient } from "../src/tpm/index.js";
-import { sdkTpmOracle } from "../test/support/sdk-tpm-oracle.js";
-import { startTestTpm } from "../test/support/swtpm.js";
+// `npm run bench`: each figure of the project beside a baseline measured in the same run on the same emulator
+// (the unmodified Azure SDK, or the SDK's TPM client), 3 rounds, min/median/max, a printed table and a JSON
+// file. `--smoke` runs every figure once with few messages (seconds, for CI; no thresholds). `--out <file>`
+// sets where the JSON goes (default bench-results.json). Figures on a shared machine are noisy: compare ratios.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { rawStartToConnected, sessionStartToConnected } from "./connect.js";
+import { diskRound } from "./disk-outbox.js";
+import { connectedFlow } from "./node-red.js";
+import { tpmRound } from "./tpm.js";
+import {
+  connectedSession,
+  rawClient,
+  rawReports,
+  rawTelemetry,
+  sessionReports,
+  sessionTelemetry,
+  startBenchWorld,
+  type Throughput,
+} from "./telemetry.js";
 
-interface Subject {
+const smoke = process.argv.includes("--smoke");
+const outIndex = process.argv.indexOf("--out");
+const outFile = outIndex > 0 ? process.argv[outIndex + 1] : "bench-results.json";
+const ROUNDS = smoke ? 1 : 3;
+const MESSAGES = smoke ? 200 : 5_000;
+const REPORTS = smoke ? 50 : 1_000;
+const WINDOW = 64;
+const REPLAYED = smoke ? 2_000 : 100_000;
+
+interface Spread {
+  min: number;
+  median: number;
+  max: number;
+}
+
+export interface Figure {
   name: string;
-  getEndorsementKey(): Promise<Buffer>;
-  activateIdentityKey(blob: Buffer): Promise<void>;
-  signWithIdentity(data: Buffer): Promise<Buffer>;
-  close(): Promise<void> | void;
+  unit: string;
+  /** Higher is better (msg/s), or lower (ms). */
+  better: "higher" | "lower";
+  ours: Spread;
+  baselineName: string;
+  baseline: Spread;
+  /** ours / baseline, medians. */
+  ratio: number;
 }
 
-async function timeEach(iterations: number, work: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) await work();
-  return Number(process.hrtime.bigint() - start) / 1e6 / iterations;
+function spread(values: number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] };
 }
 
-async function measure(subject: Subject, ek: Buffer, srk: Buffer): Promise<Record<string, number>> {
-  const coldStart = process.hrtime.bigint();
-  await subject.getEndorsementKey();
-  const connectAndReadEk = Number(process.hrtime.bigint() - coldStart) / 1e6;
-  const key = randomBytes(32);
-  const blobs = Array.from({ length: 10 }, () => buildActivationBlob(ek, srk, key));
-  let next = 0;
-  const activation = await timeEach(blobs.length, () => subject.activateIdentityKey(blobs[next++]));
-  const small = randomBytes(40);
-  const large = randomBytes(5000);
-  const sign40 = await timeEach(200, () => subject.signWithIdentity(small));
-  const sign5000 = await timeEach(50, () => subject.signWithIdentity(large));
-  return { connectAndReadEk, activation, sign40, sign5000 };
+function figure(
+  name: string,
+  unit: string,
+  better: Figure["better"],
+  ours: number[],
+  baselineName: string,
+  baseline: number[],
+): Figure {
+  const o = spread(ours);
+  const b = spread(baseline);
+  return { name, unit, better, ours: o, baselineName, baseline: b, ratio: o.median / b.median };
+}
+
+async function telemetryFigures(): Promise<Figure[]> {
+  const world = await startBenchWorld();
+  const rows: Record<string, number[]> = {};
+  const add = (key: string, value: number): void => {
+    (rows[key] ??= []).push(value);
+  };
+  try {
+    const raw = await rawClient(world);
+    const session = await connectedSession(world, { telemetryWindow: WINDOW });
+    const flow = await connectedFlow(world, WINDOW);
+    const outboxDir = await mkdtemp(join(tmpdir(), "provisio-bench-disk-"));
+    const onDisk = await connectedSession(world, {
+      telemetryWindow: WINDOW,
+      outboxFile: join(outboxDir, "outbox.log"),
+    });
+    for (let round = 0; round < ROUNDS; round++) {
+      add("raw.sequential", (await rawTelemetry(raw, Math.ceil(MESSAGES / 5), 1)).perSecond);
+      const rawWindow: Throughput = await rawTelemetry(raw, MESSAGES, WINDOW);
+      add("raw.window", rawWindow.perSecond);
+      add("raw.p50", rawWindow.p50Ms ?? 0);
+      add("raw.p99", rawWindow.p99Ms ?? 0);
+      add("raw.all", (await rawTelemetry(raw, MESSAGES, MESSAGES)).perSecond);
+      add("session.sequential", (await sessionTelemetry(session, Math.ceil(MESSAGES / 5), 1)).perSecond);
+      const ours: Throughput = await sessionTelemetry(session, MESSAGES, WINDOW);
+      add("session.window", ours.perSecond);
+      add("session.p50", ours.p50Ms ?? 0);
+      add("session.p99", ours.p99Ms ?? 0);
+      add("session.all", (await sessionTelemetry(session, MESSAGES, MESSAGES)).perSecond);
+      add("flow.all", await flow.send(MESSAGES));
+      add("disk.window", (await sessionTelemetry(onDisk, MESSAGES, WINDOW)).perSecond);
+      add("session.connect", await sessionStartToConnected(world));
+      add("raw.connect", await rawStartToConnected(world));
+      add("raw.reports.sequential", (await rawReports(raw, Math.ceil(REPORTS / 5), 1)).perSecond);
+      add("raw.reports.concurrent", (await rawReports(raw, REPORTS, REPORTS)).perSecond);
+      add("session.reports.sequential", (await sessionReports(session, Math.ceil(REPORTS / 5), 1)).perSecond);
+      add("session.reports.concurrent", (await sessionReports(session, REPORTS, REPORTS)).perSecond);
+    }
+    await raw.close();
+    await session.close();
+    await flow.close();
+    await onDisk.close();
+    await rm(outboxDir, { recursive: true, force: true });
+  } finally {
+    await world.close();
+  }
+  const sdk = "raw SDK";
+  return [
+    figure(
+      "telemetry, 1 at a time",
+      "msg/s",
+      "higher",
+      rows["session.sequential"],
+      `${sdk}, 1 at a time`,
+      rows["raw.sequential"],
+    ),
+    figure(
+      `telemetry, ${WINDOW} callers`,
+      "msg/s",
+      "higher",
+      rows["session.window"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.window"],
+    ),
+    figure(
+      `telemetry, ${WINDOW} callers`,
+      "msg/s",
+      "higher",
+      rows["session.window"],
+      `${sdk}, 1 at a time`,
+      rows["raw.sequential"],
+    ),
+    figure(
+      "telemetry, all at once",
+      "msg/s",
+      "higher",
+      rows["session.all"],
+      `${sdk}, all at once`,
+      rows["raw.all"],
+    ),
+    figure(
+      `telemetry, ${WINDOW} callers, outbox on disk`,
+      "msg/s",
+      "higher",
+      rows["disk.window"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.window"],
+    ),
+    figure(
+      "telemetry through Node-RED, all at once",
+      "msg/s",
+      "higher",
+      rows["flow.all"],
+      "DeviceSession, all at once",
+      rows["session.all"],
+    ),
+    figure(
+      "telemetry through Node-RED, all at once",
+      "msg/s",
+      "higher",
+      rows["flow.all"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.window"],
+    ),
+    figure(
+      `latency p50, ${WINDOW} callers`,
+      "ms",
+      "lower",
+      rows["session.p50"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.p50"],
+    ),
+    figure(
+      `latency p99, ${WINDOW} callers`,
+      "ms",
+      "lower",
+      rows["session.p99"],
+      `${sdk}, ${WINDOW} in flight`,
+      rows["raw.p99"],
+    ),
+    figure(
+      "start to connected, symmetric key",
+      "ms",
+      "lower",
+      rows["session.connect"],
+      `${sdk}: register, open, twin GET`,
+      rows["raw.connect"],
+    ),
+    figure(
+      "twin reports, 1 at a time",
+      "reports/s",
+      "higher",
+      rows["session.reports.sequential"],
+      `${sdk}, 1 at a time`,
+      rows["raw.reports.sequential"],
+    ),
+    figure(
+      "twin reports, all at once",
+      "reports/s",
+      "higher",
+      rows["session.reports.concurrent"],
+      `${sdk}, all at once`,
+      rows["raw.reports.concurrent"],
+    ),
+  ];
+}
+
+function diskFigures(): Figure[] {
+  const rounds = Array.from({ length: ROUNDS }, () => diskRound(REPLAYED));
+  return [
+    figure(
+      `outbox on disk: write ${REPLAYED}`,
+      "msg/s",
+      "higher",
+      rounds.map((r) => r.keepPerSecond),
+      "in-memory outbox",
+      rounds.map((r) => r.memoryPerSecond),
+    ),
+    figure(
+      `outbox on disk: replay ${REPLAYED} after restart`,
+      "msg/s",
+      "higher",
+      rounds.map((r) => r.replayPerSecond),
+      "target, fixed: 5,000 msg/s",
+      rounds.map(() => 5_000),
+    ),
+  ];
+}
+
+async function tpmFigures(): Promise<Figure[]> {
+  const rounds: Array<Awaited<ReturnType<typeof tpmRound>>> = [];
+  for (let round = 0; round < ROUNDS; round++) rounds.push(await tpmRound());
+  return rounds[0].map(({ metric }, index) =>
+    figure(
+      `TPM ${metric}`,
+      "ms/op",
+      "lower",
+      rounds.map((r) => r[index].ours),
+      "SDK TPM client",
+      rounds.map((r) => r[index].sdk),
+    ),
+  );
+}
+
+function fixed(value: number): string {
+  return value >= 100 ? value.toFixed(0) : value.toFixed(value >= 10 ? 1 : 2);
+}
+
+function table(figures: Figure[]): string {
+  const head = [
+    "figure",
+    "unit",
+    "ours min / median / max",
+    "baseline",
+    "baseline min / median / max",
+    "ratio",
+  ];
+  const body = figures.map((f) => [
+    f.name,
+    f.unit,
+    `${fixed(f.ours.min)} / ${fixed(f.ours.median)} / ${fixed(f.ours.max)}`,
+    f.baselineName,
+    `${fixed(f.baseline.min)} / ${fixed(f.baseline.median)} / ${fixed(f.baseline.max)}`,
+    `${f.ratio.toFixed(2)}x`,
+  ]);
+  const lines = [head, head.map(() => "---"), ...body].map((cells) => `| ${cells.join(" | ")} |`);
+  return lines.join("\n");
 }
 
 async function main(): Promise<void> {
-  const tpm = await startTestTpm();
-  try {
-    const setup = new TpmSecurityClient(tpm.connection);
-    const ek = await setup.getEndorsementKey();
-    const srk = await setup.getStorageRootKey();
-    await setup.close();
-
-    const ours = new TpmSecurityClient(tpm.connection);
-    const oursResult = await measure(
-      {
-        name: "ours",
-        getEndorsementKey: () => ours.getEndorsementKey(),
-        activateIdentityKey: (b) => ours.activateIdentityKey(b),
-        signWithIdentity: (d) => ours.signWithIdentity(d),
-        close: () => ours.close(),
-      },
-      ek,
-      srk,
-    );
-    await ours.close();
-
-    const sdk = sdkTpmOracle(tpm.connection);
-    const sdkResult = await measure({ name: "sdk", ...sdk }, ek, srk);
-    sdk.close();
-
-    for (const metric of Object.keys(oursResult)) {
-      const o = oursResult[metric];
-      const s = sdkResult[metric];
-      console.log(
-        JSON.stringify({
-          bench: `tpm.${metric}`,
-          unit: "ms/op",
-          ours: +o.toFixed(3),
-          sdk: +s.toFixed(3),
-          ratio: +(o / s).toFixed(3),
-        }),
-      );
-    }
-  } finally {
-    await tpm.dispose();
-  }
+  const started = Date.now();
+  const figures = [...(await telemetryFigures()), ...diskFigures(), ...(await tpmFigures())];
+  const seconds = Math.round((Date.now() - started) / 1000);
+  console.log(table(figures));
+  console.log(
+    `\n${smoke ? "smoke run" : `${ROUNDS} rounds`}, ${MESSAGES} messages of ~200 B with 2 properties, ` +
+      `${REPORTS} twin reports; ${seconds} s. Ratio = ours / baseline (medians).`,
+  );
+  await writeFile(
+    outFile,
+    JSON.stringify(
+      { smoke, rounds: ROUNDS, messages: MESSAGES, reports: REPORTS, seconds, figures },
+      null,
+      2,
+    ),
+  );
+  console.log(`JSON: ${outFile}`);
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -39,7 +39,7 @@ export interface DeviceSessionOptions {
   backoff?: BackoffPolicy;
   /** What a failure means and how long to wait (default: DefaultRetryPolicy over `backoff`). */
   retryPolicy?: RetryPolicy;
-  /** Most telemetry messages sent and not yet acknowledged. Default 1. */
+  /** Most telemetry messages sent and not yet settled (pipelining, in order). Default 64. */
   telemetryWindow?: number;
   /** How long the hub may take to accept one telemetry message. Default 30 s. */
   telemetryAckTimeoutMs?: number;
@@ -51,6 +51,11 @@ export interface DeviceSessionOptions {
   connectTimeoutMs?: number;
   /** Most telemetry messages held while disconnected. Default 1000. */
   outboxCapacity?: number;
+  /**
+   * Keeps the outbox in this file (an append-only log): what waits in it survives a restart or a process kill
+   * and is sent by the next session over the same file. Default: in memory.
+   */
+  outboxFile?: string;
   /** What a full outbox does. Default "drop-oldest". */
   outboxOverflow?: OverflowPolicy;
   /** Where DPS results are cached. Default: in memory (lost on restart). */
@@ -79,7 +84,7 @@ export const DEFAULTS = {
   provisioningTimeoutMs: 60_000,
   connectTimeoutMs: 30_000,
   outboxCapacity: 1000,
-  telemetryWindow: 1,
+  telemetryWindow: 64,
   outboxOverflow: "drop-oldest" as OverflowPolicy,
   /** stop() gives the SDK this long to close the connection before dropping it (Node-RED allows 15 s). */
   closeTimeoutMs: 4_000,

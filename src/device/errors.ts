@@ -36,6 +36,17 @@ export class SessionStoppedError extends DeviceSessionError {
   }
 }
 
+/**
+ * The session closed before the hub accepted this message, and the outbox on disk keeps it: the next session over
+ * the same outbox file sends it, with the same messageId. Not a loss; a flow may still want to know.
+ */
+export class TelemetryKeptError extends DeviceSessionError {
+  override name = "TelemetryKeptError";
+  constructor() {
+    super("telemetry kept in the outbox on disk: it is sent after the next start, with the same messageId");
+  }
+}
+
 /** A telemetry message left the outbox unsent because the outbox was full. */
 export class OutboxOverflowError extends DeviceSessionError {
   override name = "OutboxOverflowError";

@@ -82,6 +82,7 @@ export {
   ConfigurationError,
   OperationTimeoutError,
   SessionStoppedError,
+  TelemetryKeptError,
   OutboxOverflowError,
   ProvisioningError,
   HubError,

@@ -56,6 +56,12 @@ export class Outbox<T> {
     return this.items[0];
   }
 
+  /** Takes `item` out wherever it is (a message that could not be kept after all). */
+  remove(item: T): void {
+    const index = this.items.lastIndexOf(item);
+    if (index >= 0) this.items.splice(index, 1);
+  }
+
   /** Takes the oldest message out. */
   shift(): T | undefined {
     return this.items.shift();

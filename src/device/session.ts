@@ -8,7 +8,7 @@ import { ExponentialBackoff } from "./backoff.js";
 import { DEFAULTS, type DeviceSessionConfig } from "./config.js";
 import { aborted, settleWithin, sleep, withDeadline } from "./deadline.js";
 import { checkConfig, sdkDependencies, type SessionDependencies } from "./dependencies.js";
-import { HubError, OperationTimeoutError, SessionStoppedError } from "./errors.js";
+import { HubError, OperationTimeoutError, SessionStoppedError, TelemetryKeptError } from "./errors.js";
 import type { HubLink, TwinDocument } from "./hub-connection.js";
 import { Lifecycle, type SessionEvent } from "./lifecycle.js";
 import { toHubMessage, type TelemetryOptions, type TelemetryPayload } from "./message-mapping.js";
@@ -22,6 +22,8 @@ import { DefaultRetryPolicy, RetryCounter, type RetryPolicy } from "./retry-poli
 import { describeError } from "./retryable.js";
 import type { SessionState } from "./states.js";
 import { TelemetryPump, type TelemetryPause } from "./telemetry-pump.js";
+import { OutboxLog } from "./outbox-log.js";
+import { ReportBatcher, type ReportedPatch } from "./report-batcher.js";
 import { TwinSync } from "./twin-sync.js";
 import { validateTwinPatch } from "./validation.js";
 
@@ -62,6 +64,8 @@ export interface DeviceSessionEvents {
   resumed: [];
   /** close() found telemetry not yet accepted by the hub and rejected it (count). */
   unsent: [number];
+  /** close() left telemetry not yet accepted in the outbox on disk, for the next session (count). */
+  kept: [number];
   /** A listener of ours threw, or a phase failed unexpectedly; reported here instead of crashing. */
   warning: [Error];
 }
@@ -93,7 +97,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private linkScope: AbortController | undefined;
   private linkClosing: Promise<void> = Promise.resolve();
   private retryDelayMs = 0;
-  private reportChain: Promise<unknown> = Promise.resolve();
+  private readonly outboxLog: OutboxLog | undefined;
+  private readonly reports = new ReportBatcher((patch) => this.sendReport(patch));
+  /**
+   * The reported $version on `link` as far as the device knows it: read with the twin at connect, then one more
+   * per PATCH (only the device writes reported properties, and the hub answers a PATCH without the version the
+   * SDK would pass on, docs/hub-amqp-protocol.md). Unknown after a PATCH that failed: then read back.
+   */
+  private reportedVersion: { link: HubLink; version: number } | undefined;
 
   constructor(config: DeviceSessionConfig, dependencies?: SessionDependencies) {
     super();
@@ -116,7 +127,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       twin: (desired) => this.safeEmit("twin", desired),
       desired: (patch) => this.safeEmit("desired", patch),
     });
+    this.outboxLog = options.outboxFile ? new OutboxLog(options.outboxFile) : undefined;
     this.pump = new TelemetryPump({
+      log: this.outboxLog,
       capacity: options.outboxCapacity ?? DEFAULTS.outboxCapacity,
       overflow: options.outboxOverflow ?? DEFAULTS.outboxOverflow,
       window: options.telemetryWindow ?? DEFAULTS.telemetryWindow,
@@ -164,6 +177,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     return this.pump.droppedCount;
   }
 
+  /**
+   * Telemetry messages that were in flight when a send failed or the link went, and were sent again with the
+   * same messageId: the most copies the hub can have seen twice.
+   */
+  get resentCount(): number {
+    return this.pump.resentCount;
+  }
+
   /** Starts (or restarts after stop() or an error) provisioning and connecting. Idempotent. */
   start(): void {
     if (this.state === "closed") throw new SessionStoppedError("start");
@@ -199,8 +220,14 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       this.lifecycle.dispatch({ type: "close" });
       await closed;
     }
-    const unsent = this.pump.rejectAll(new SessionStoppedError("telemetry"));
-    if (unsent > 0) this.safeEmit("unsent", unsent);
+    if (this.outboxLog) {
+      const kept = this.pump.rejectAll(new TelemetryKeptError());
+      if (kept > 0) this.safeEmit("kept", kept);
+    } else {
+      const unsent = this.pump.rejectAll(new SessionStoppedError("telemetry"));
+      if (unsent > 0) this.safeEmit("unsent", unsent);
+    }
+    this.outboxLog?.close();
   }
 
   /**
@@ -237,25 +264,25 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    const run = async (): Promise<number> => {
-      const deadline = Date.now() + this.twinTimeoutMs;
-      const link = await this.connectedLink("reported properties update", deadline);
-      await this.twinCall(link, () => link.updateReported(patch), "reported properties update", deadline);
-      // The SDK drops the version the hub returns with the PATCH; only the device writes reported
-      // properties, so reading it back right after our own (serialised) patch gives that patch's version.
-      const twin = await this.twinCall(link, () => link.getTwin(), "reported properties update", deadline);
-      const version = twin.reported.$version;
-      if (typeof version !== "number") {
-        throw new HubError(
-          "the hub returned reported properties without $version",
-          this.registration?.deviceId ?? "",
-        );
-      }
-      return version;
-    };
-    const result = this.reportChain.then(run, run);
-    this.reportChain = result.catch(() => undefined);
-    return result;
+    return this.reports.report(patch);
+  }
+
+  /** One PATCH (of one or more merged reports); resolves with the reported $version it produced. */
+  private async sendReport(patch: ReportedPatch): Promise<number> {
+    const operation = "reported properties update";
+    const deadline = Date.now() + this.twinTimeoutMs;
+    const link = await this.connectedLink(operation, deadline);
+    const known = this.reportedVersion?.link === link ? this.reportedVersion.version : undefined;
+    this.reportedVersion = undefined;
+    await this.twinCall(link, () => link.updateReported(patch), operation, deadline);
+    let version = known === undefined ? undefined : known + 1;
+    if (version === undefined) {
+      // Not known (a PATCH failed since the twin was read): read it back once, right after our own PATCH.
+      const twin = await this.twinCall(link, () => link.getTwin(), operation, deadline);
+      version = numericVersion(twin.reported.$version, this.registration?.deviceId ?? "");
+    }
+    if (this.link === link) this.reportedVersion = { link, version };
+    return version;
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -301,7 +328,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     }
     const scope = this.adopt(link);
     try {
-      await this.twin.sync(link, this.twinTimeoutMs, AbortSignal.any([signal, scope.signal]));
+      const twin = await this.twin.sync(link, this.twinTimeoutMs, AbortSignal.any([signal, scope.signal]));
+      const version = twin.reported.$version;
+      this.reportedVersion = typeof version === "number" ? { link, version } : undefined;
     } catch (error) {
       return this.connectFailure(error, registration);
     }
@@ -497,4 +526,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     if (this.listenerCount("warning") === 0) return;
     this.safeEmit("warning", error instanceof Error ? error : new Error(String(error)));
   }
+}
+
+function numericVersion(version: unknown, deviceId: string): number {
+  if (typeof version !== "number") {
+    throw new HubError("the hub returned reported properties without $version", deviceId);
+  }
+  return version;
 }

@@ -1,20 +1,32 @@
 // The telemetry pipeline beside the lifecycle: the outbox, and a pump that sends from it while a hub link is
 // attached, up to `window` messages in flight, in order. A message leaves for good only when the hub accepted
-// it (or refused it for what it is); anything in flight when a link fails goes back to the front of the
-// outbox and is sent again with the same messageId on the next link (at-least-once). A throttled or
-// quota-refused send pauses the pump instead of dropping the message (docs/architecture.md "Telemetry").
+// it and every message before it (or refused it for what it is): an acknowledgement that overtakes an earlier
+// message's is held until that one is accepted too. When a send fails, everything still in flight, held
+// acknowledgements included, goes back to the front of the outbox and is sent again with the same messageId
+// (go-back-N, at-least-once). So if the hub keeps the last copy of each messageId, it sees the order of
+// enqueue() calls, across re-sends and reconnects. A throttled or quota-refused send pauses the pump instead
+// of dropping the message (docs/architecture.md "Telemetry").
 import type { Message } from "azure-iot-device";
 import { withDeadline } from "./deadline.js";
 import { HubError, OutboxOverflowError, SessionStoppedError } from "./errors.js";
 import type { HubLink } from "./hub-connection.js";
 import { Outbox, type OverflowPolicy } from "./outbox.js";
+import type { OutboxLog } from "./outbox-log.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { describeError, isMessageRefused, isQuotaExceeded, rootCause } from "./retryable.js";
 
 export interface OutboxEntry {
   message: Message;
+  /** Its record in the outbox log, when the outbox is on disk. */
+  seq?: number;
   resolve: () => void;
   reject: (error: Error) => void;
+}
+
+interface InFlight {
+  entry: OutboxEntry;
+  /** The hub accepted it, but an earlier message is still unanswered: not settled yet. */
+  accepted: boolean;
 }
 
 export type PauseReason = "throttled" | "quota-exceeded" | "hub-error";
@@ -41,6 +53,8 @@ export interface TelemetryPumpOptions {
   window: number;
   ackTimeoutMs: number;
   policy: RetryPolicy;
+  /** The outbox on disk: what it recovered is sent first; each message is kept there until it leaves. */
+  log?: OutboxLog;
   deviceId(): string;
   /** The link cannot carry telemetry any more (no ack, refused token, broken link): reconnect. */
   linkFailed(link: HubLink, error: Error): void;
@@ -54,7 +68,8 @@ const PAUSING_ERRORS = new Set(["ThrottlingError", "IotHubQuotaExceededError", "
 
 export class TelemetryPump {
   private readonly outbox: Outbox<OutboxEntry>;
-  private readonly inFlight: OutboxEntry[] = [];
+  private readonly inFlight: InFlight[] = [];
+  private resends = 0;
   private link: HubLink | undefined;
   /** Bumped whenever the in-flight messages are taken back: late answers for them no longer count. */
   private generation = 0;
@@ -66,11 +81,22 @@ export class TelemetryPump {
     if (!Number.isInteger(options.window) || options.window < 1) {
       throw new RangeError("the telemetry window must be a whole number >= 1");
     }
+    // Messages kept on disk by an earlier process: nobody awaits them any more, but they are sent first.
+    for (const { seq, message } of options.log?.recovered() ?? []) {
+      const pushed = this.outbox.push({ message, seq, resolve: () => undefined, reject: () => undefined });
+      if (!pushed.accepted) options.log?.done(seq);
+      else if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
+    }
   }
 
   /** Messages not yet accepted by the hub: waiting in the outbox or in flight. */
   get size(): number {
     return this.outbox.size + this.inFlight.length;
+  }
+
+  /** Messages sent again after a failure (each may reach the hub twice, with the same messageId). */
+  get resentCount(): number {
+    return this.resends;
   }
 
   get droppedCount(): number {
@@ -84,11 +110,22 @@ export class TelemetryPump {
   /** Queues a message; resolves once the hub accepted it. */
   enqueue(message: Message): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const pushed = this.outbox.push({ message, resolve, reject });
+      const entry: OutboxEntry = { message, resolve, reject };
+      const pushed = this.outbox.push(entry);
       if (!pushed.accepted) {
         this.reportDrop(message);
         reject(new OutboxOverflowError("reject-new", this.outbox.capacity));
         return;
+      }
+      if (this.options.log) {
+        try {
+          entry.seq = this.options.log.keep(message);
+        } catch (error) {
+          // Not on disk, so not accepted: the caller hears why (a full or read-only disk).
+          this.outbox.remove(entry);
+          reject(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
       }
       if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
       this.fill();
@@ -109,7 +146,10 @@ export class TelemetryPump {
     this.takeBackInFlight();
   }
 
-  /** Rejects every message not yet accepted (the session is closing); returns how many there were. */
+  /**
+   * Rejects every message not yet accepted (the session is closing); returns how many there were. On disk
+   * they stay in the log and are sent by the next session over it.
+   */
   rejectAll(error: SessionStoppedError): number {
     this.detach();
     const entries = this.outbox.drain();
@@ -122,30 +162,43 @@ export class TelemetryPump {
     while (link && this.pauseTimer === undefined && this.inFlight.length < this.options.window) {
       const entry = this.outbox.shift();
       if (!entry) return;
-      this.inFlight.push(entry);
-      this.send(entry, link, this.generation);
+      const flight: InFlight = { entry, accepted: false };
+      this.inFlight.push(flight);
+      this.send(flight, link, this.generation);
     }
   }
 
-  private send(entry: OutboxEntry, link: HubLink, generation: number): void {
-    withDeadline(link.sendEvent(entry.message), "telemetry", this.options.ackTimeoutMs).then(
+  private send(flight: InFlight, link: HubLink, generation: number): void {
+    withDeadline(link.sendEvent(flight.entry.message), "telemetry", this.options.ackTimeoutMs).then(
       () => {
         if (generation !== this.generation) return;
-        this.inFlight.splice(this.inFlight.indexOf(entry), 1);
+        flight.accepted = true;
         this.pauseAttempts = 0;
-        entry.resolve();
+        this.settleAccepted();
         this.fill();
       },
       (error: Error) => {
         if (generation !== this.generation) return;
-        this.failed(entry, link, error);
+        this.failed(flight, link, error);
       },
     );
   }
 
-  private failed(entry: OutboxEntry, link: HubLink, error: Error): void {
+  /** Resolves the accepted messages at the head of the window, in order. */
+  private settleAccepted(): void {
+    while (this.inFlight.length > 0 && this.inFlight[0].accepted) {
+      const entry = this.inFlight.shift()?.entry;
+      this.forget(entry);
+      entry?.resolve();
+    }
+  }
+
+  private failed(flight: InFlight, link: HubLink, error: Error): void {
+    const entry = flight.entry;
     if (isMessageRefused(error)) {
-      this.inFlight.splice(this.inFlight.indexOf(entry), 1);
+      // Refused for what it is (too large, malformed): it will never be accepted, so it holds no one up.
+      this.inFlight.splice(this.inFlight.indexOf(flight), 1);
+      this.forget(entry);
       entry.reject(
         new HubError(
           `IoT Hub refused the telemetry message: ${describeError(error)}`,
@@ -155,6 +208,7 @@ export class TelemetryPump {
           },
         ),
       );
+      this.settleAccepted();
       this.fill();
       return;
     }
@@ -194,11 +248,18 @@ export class TelemetryPump {
 
   private takeBackInFlight(): void {
     this.generation += 1;
-    const entries = this.inFlight.splice(0);
+    const entries = this.inFlight.splice(0).map((flight) => flight.entry);
+    this.resends += entries.length;
     for (const displaced of this.outbox.requeue(entries)) this.drop(displaced, this.outbox.overflow);
   }
 
+  /** The message left the outbox for good: off the disk too. */
+  private forget(entry: OutboxEntry | undefined): void {
+    if (entry?.seq !== undefined) this.options.log?.done(entry.seq);
+  }
+
   private drop(entry: OutboxEntry, policy: OverflowPolicy): void {
+    this.forget(entry);
     this.reportDrop(entry.message);
     entry.reject(new OutboxOverflowError(policy, this.outbox.capacity));
   }

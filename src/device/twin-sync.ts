@@ -19,8 +19,8 @@ export class TwinSync {
 
   constructor(private readonly listener: TwinSyncListener) {}
 
-  /** Subscribes and fetches on a fresh link; resolves once the twin is in (not yet announced). */
-  async sync(link: HubLink, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  /** Subscribes and fetches on a fresh link; resolves with the twin once it is in (not yet announced). */
+  async sync(link: HubLink, timeoutMs: number, signal: AbortSignal): Promise<TwinDocument> {
     this.buffered = [];
     this.fetched = undefined;
     const deadline = Date.now() + timeoutMs;
@@ -32,6 +32,7 @@ export class TwinSync {
         Math.max(1, deadline - Date.now()),
         signal,
       );
+      return this.fetched;
     } catch (error) {
       this.buffered = undefined;
       throw error;

@@ -28,6 +28,13 @@ export = function register(RED: NodeAPI): void {
     return registrationStore;
   };
 
+  /** The device's outbox log in the user folder, unless it is kept in memory (or there is no user folder). */
+  const outboxFileOf = (def: DeviceNodeDef): string | undefined => {
+    const userDir = (RED.settings as { userDir?: string }).userDir;
+    if (def.outboxStorage === "memory" || !userDir) return undefined;
+    return join(userDir, "azure-iot-outbox", `${def.id.replace(/[^A-Za-z0-9_.-]/g, "_")}.log`);
+  };
+
   function AzureIotDeviceNode(this: DeviceNode, def: DeviceNodeDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -38,10 +45,14 @@ export = function register(RED: NodeAPI): void {
 
     const statusOf = (event: SessionStateEvent) => {
       const view = statusFor(event);
+      const text = translate(RED, `azure-iot.status.${view.key}`, view.params);
+      // Messages lost to a full outbox stay visible in every status after, not only in the log.
+      const dropped = session?.droppedCount ?? 0;
       return {
         fill: view.fill,
         shape: view.shape,
-        text: translate(RED, `azure-iot.status.${view.key}`, view.params),
+        text:
+          dropped > 0 ? `${text} · ${translate(RED, "azure-iot.status.dropped", { count: dropped })}` : text,
       };
     };
 
@@ -56,6 +67,8 @@ export = function register(RED: NodeAPI): void {
         );
         const store = sharedStore();
         if (store) config.options = { ...config.options, registrationStore: store };
+        const outboxFile = outboxFileOf(def);
+        if (outboxFile) config.options = { ...config.options, outboxFile };
         session = new DeviceSession(config);
       } catch (error) {
         configError = localized(RED, error instanceof Error ? error : new Error(String(error)));
@@ -70,10 +83,11 @@ export = function register(RED: NodeAPI): void {
       });
       session.on("twin", (desired) => users.forEach((user) => safely(() => user.onTwin?.(desired))));
       session.on("desired", (patch) => users.forEach((user) => safely(() => user.onDesired?.(patch))));
-      session.on("dropped", (drop) =>
-        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal })),
-      );
       const owned = session;
+      session.on("dropped", (drop) => {
+        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal }));
+        for (const user of users) user.node.status(statusOf(owned.status));
+      });
       session.on("paused", (pause) => {
         const key = { throttled: "throttled", "quota-exceeded": "quotaExceeded", "hub-error": "hubError" }[
           pause.reason
@@ -87,6 +101,7 @@ export = function register(RED: NodeAPI): void {
         for (const user of users) user.node.status(statusOf(owned.status));
       });
       session.on("unsent", (count) => node.warn(errorText(RED, "unsent", { count })));
+      session.on("kept", (count) => node.log(errorText(RED, "kept", { count })));
       session.on("warning", (error) => node.debug(describeError(error)));
       return session;
     }

@@ -1,6 +1,7 @@
 // The fault suite through DeviceSession: for each fault, numbered telemetry streams at 20 msg/s before,
 // during and after it, and every message must reach the hub, in order, with duplicates only for messages in
-// flight when the fault hit, and the device connected again within the backoff cap + 2 s.
+// flight when the fault hit (sent again, as the session counts them), and the device connected again within
+// the backoff cap + 2 s.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ExponentialBackoff } from "../../src/device/backoff.js";
@@ -47,6 +48,7 @@ function underTest(session: DeviceSession): DeviceUnderTest {
       void session.stop();
       session.start();
     },
+    resentCount: () => session.resentCount,
     close: () => session.close(),
   };
 }
@@ -92,7 +94,7 @@ describe("fault suite: DeviceSession against the emulator", () => {
         await connected(session);
         const figures = await runFault(world, underTest(session), registrationId, fault);
         t.diagnostic(
-          `${fault.name}: sent ${figures.sent}, received ${figures.received}, duplicated ${figures.duplicates}, ` +
+          `${fault.name}: sent ${figures.sent}, received ${figures.received}, duplicated ${figures.duplicates} (of ${figures.resent} sent again), ` +
             `connected again after ${figures.recoverySeconds} s`,
         );
       } finally {

@@ -1,6 +1,7 @@
 // The fault suite through the Node-RED runtime: the same faults as through DeviceSession, with telemetry
 // streamed into a telemetry node at 20 msg/s and counted at the hub, the node's output and a Catch node.
 import { after, afterEach, before, describe, it } from "node:test";
+import type { DeviceSession } from "../../src/device/index.js";
 import {
   FaultWorld,
   SUITE_ACK_TIMEOUT_MS,
@@ -82,6 +83,8 @@ function flowUnderTest(): DeviceUnderTest {
       getNode("provision").receive({ topic: "disconnect" });
       getNode("provision").receive({ topic: "connect" });
     },
+    resentCount: () =>
+      (getNode("device") as unknown as { session?: DeviceSession }).session?.resentCount ?? 0,
     close: () => Promise.resolve(),
   };
 }
@@ -119,7 +122,7 @@ describe("fault suite: a Node-RED flow against the emulator", () => {
       });
       const figures = await runFault(world, flowUnderTest(), registrationId, fault);
       t.diagnostic(
-        `${fault.name}: sent ${figures.sent}, received ${figures.received}, duplicated ${figures.duplicates}, ` +
+        `${fault.name}: sent ${figures.sent}, received ${figures.received}, duplicated ${figures.duplicates} (of ${figures.resent} sent again), ` +
           `connected again after ${figures.recoverySeconds} s`,
       );
     });

@@ -165,6 +165,25 @@ describe("node errors reach a Catch node", () => {
       assert.match((await second).error.message, /msg.properties must be an object/);
     });
 
+    it("a full outbox drops the oldest: each to Catch, and the count stays in the status", async () => {
+      await loadFlow(flowWith(nodes, { outboxStorage: "memory" }), credentials);
+      const caught: CaughtMessage[] = [];
+      (getNode("caught") as unknown as NodeJS.EventEmitter).on("input", (msg: CaughtMessage) =>
+        caught.push(msg),
+      );
+      for (let i = 0; i < 12; i++) getNode("telemetry").receive({ payload: i, messageId: `over-${i}` });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(caught.length, 2);
+      assert.match(caught[0].error.message, /outbox/i);
+      const texts = statusSpy("telemetry").args.map(
+        (args: unknown[]) => (args[0] as { text?: string }).text ?? "",
+      );
+      assert.ok(
+        texts.some((text) => / · 2 dropped$/.test(text)),
+        texts.join(" | "),
+      );
+    });
+
     it("refuses a payload over 256 KB before queueing it", async () => {
       await loadFlow(flowWith(nodes), credentials);
       const caught = nextMessage<CaughtMessage>("caught");

@@ -20,6 +20,8 @@ export interface NodeRedOptions {
   startTimeoutMs?: number;
   /** More settings, as JavaScript properties of the settings object (e.g. an `adminAuth: {...},` entry). */
   extraSettings?: string;
+  /** Run on this user folder (kept on stop) instead of a fresh one: a restart over the same flows and files. */
+  userDir?: string;
 }
 
 export interface NodeRedProcess {
@@ -28,8 +30,10 @@ export interface NodeRedProcess {
   readonly userDir: string;
   /** Everything the runtime printed so far (stdout and stderr), for failure messages. */
   log(): string;
-  /** Stops the process group (SIGTERM, then SIGKILL) and removes the user folder. Safe to call twice. */
+  /** Stops the process group (SIGTERM, then SIGKILL) and removes a fresh user folder. Safe to call twice. */
   stop(): Promise<void>;
+  /** SIGKILL to the process group, as a power-off or the OOM killer would; the user folder stays. */
+  kill(): Promise<void>;
 }
 
 export class NodeRedStartError extends Error {
@@ -102,7 +106,7 @@ async function waitUntilServing(url: string, child: ChildProcess, output: () => 
 }
 
 export async function startNodeRed(options: NodeRedOptions): Promise<NodeRedProcess> {
-  const userDir = await mkdtemp(join(tmpdir(), "provisio-e2e-node-red-"));
+  const userDir = options.userDir ?? (await mkdtemp(join(tmpdir(), "provisio-e2e-node-red-")));
   const port = await freeLoopbackPort();
   await writeFile(
     join(userDir, "settings.js"),
@@ -145,7 +149,14 @@ export async function startNodeRed(options: NodeRedOptions): Promise<NodeRedProc
     await exited;
     clearTimeout(killer);
     process.off("exit", killOnExit);
-    await rm(userDir, { recursive: true, force: true });
+    if (!options.userDir) await rm(userDir, { recursive: true, force: true });
+  };
+  const kill = async () => {
+    if (stopped) return;
+    stopped = true;
+    signalGroup(child, "SIGKILL");
+    await exited;
+    process.off("exit", killOnExit);
   };
 
   const url = `http://127.0.0.1:${port}`;
@@ -155,7 +166,7 @@ export async function startNodeRed(options: NodeRedOptions): Promise<NodeRedProc
     await stop();
     throw error;
   }
-  return { url, userDir, log: () => output, stop };
+  return { url, userDir, log: () => output, stop, kill };
 }
 
 /** Removes a folder, ignoring errors (cleanup paths must not hide the real failure). */

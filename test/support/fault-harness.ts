@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/index.js";
 import type { TelemetryRecord } from "../../src/emulator/hub/types.js";
 import { createServer } from "node:net";
+import { outOfOrderByLastCopy } from "./delivery-order.js";
 import { TcpProxy } from "./tcp-proxy.js";
 
 /** The device's retry delays in the suite: a short cap keeps each recovery bound short. */
@@ -114,6 +115,8 @@ export interface DeviceUnderTest {
   onState(listener: (state: string) => void): void;
   /** stop() and start() without waiting in between. */
   stopThenStart(): void;
+  /** Messages the device sent again after a failure (the session's resentCount). */
+  resentCount(): number;
   close(): Promise<void>;
 }
 
@@ -167,29 +170,15 @@ export interface Delivery {
   received: number;
   missing: string[];
   duplicates: number;
-  /** First occurrences at the hub, out of the order they were sent in. */
+  /** Last copies at the hub, out of the order they were sent in (test/support/delivery-order.ts). */
   outOfOrder: string[];
 }
 
 /** Compares what was sent with what the hub recorded. */
 export function account(sent: readonly string[], received: readonly string[]): Delivery {
-  const seen = new Set<string>();
-  const firsts: string[] = [];
-  for (const id of received) {
-    if (seen.has(id)) continue;
-    seen.add(id);
-    firsts.push(id);
-  }
+  const seen = new Set(received);
   const wanted = new Set(sent);
-  const order = new Map(sent.map((id, index) => [id, index]));
-  const outOfOrder: string[] = [];
-  let last = -1;
-  for (const id of firsts) {
-    const index = order.get(id);
-    if (index === undefined) continue;
-    if (index < last) outOfOrder.push(id);
-    last = Math.max(last, index);
-  }
+  const outOfOrder = outOfOrderByLastCopy(sent, received);
   return {
     sent: sent.length,
     received: received.filter((id) => wanted.has(id)).length,

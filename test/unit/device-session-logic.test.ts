@@ -3,6 +3,9 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { errors } from "azure-iot-common";
 import type { Message } from "azure-iot-device";
 import {
@@ -12,6 +15,7 @@ import {
   OperationTimeoutError,
   OutboxOverflowError,
   SessionStoppedError,
+  TelemetryKeptError,
   type DeviceSessionConfig,
   type DeviceSessionOptions,
   type HubLink,
@@ -20,6 +24,7 @@ import {
   type SessionStateEvent,
   type TwinDocument,
 } from "../../src/device/index.js";
+import { lastOccurrences } from "../support/delivery-order.js";
 
 const WAIT_MS = 5_000;
 
@@ -41,10 +46,14 @@ class FakeLink extends EventEmitter implements HubLink {
     return this.subscribeError ? Promise.reject(this.subscribeError) : Promise.resolve();
   }
   getTwin(): Promise<TwinDocument> {
+    this.gets += 1;
     return this.answerTwin ? Promise.resolve(structuredClone(this.twin)) : new Promise(() => undefined);
   }
+  patches: Array<Record<string, unknown>> = [];
+  gets = 0;
   updateReported(patch: Record<string, unknown>): Promise<void> {
     if (!this.answerTwin) return new Promise(() => undefined);
+    this.patches.push(patch);
     this.twin.reported = {
       ...this.twin.reported,
       ...patch,
@@ -227,7 +236,7 @@ describe("device session logic", () => {
     await waitForState(session, "connected");
     await Promise.all(sends);
     assert.deepEqual(first.sent, []);
-    assert.equal(attemptsOnFirst, 1, "nothing more goes to a link that failed");
+    assert.equal(attemptsOnFirst, 2, "both went out at once, and nothing more after the failure");
     assert.deepEqual(world.current.sent, ["m1", "m2"]);
     await session.close();
   });
@@ -281,10 +290,113 @@ describe("device session logic", () => {
       throttles-- > 0 ? Promise.reject(new errors.ThrottlingError("slow down")) : Promise.resolve();
     const ids = ["t1", "t2", "t3", "t4"];
     await Promise.all(ids.map((id) => session.sendTelemetry(id, { messageId: id })));
-    assert.deepEqual(world.current.sent, ids);
-    assert.deepEqual(pauses, ["throttled", "throttled", "throttled"]);
+    // All four went out at once: t4 was accepted while t1..t3 were throttled, so t4 went again after them.
+    assert.deepEqual(lastOccurrences(world.current.sent), ids);
+    assert.ok(world.current.sent.length - ids.length <= session.resentCount, "copies only of re-sent ones");
+    assert.deepEqual(pauses, ["throttled"], "three refusals in one window make one pause");
     assert.equal(world.links.length, 1, "throttling is not a reason to reconnect");
     assert.equal(session.state, "connected");
+    await session.close();
+  });
+
+  it("keeps up to `window` messages in flight before any acknowledgement, and no more", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 3 });
+    session.start();
+    await waitForState(session, "connected");
+    const acks: Array<() => void> = [];
+    const tried: string[] = [];
+    world.current.onSend = (message) => {
+      tried.push(message.messageId);
+      return new Promise<void>((resolve) => acks.push(resolve));
+    };
+    const ids = ["w1", "w2", "w3", "w4", "w5"];
+    const sends = ids.map((id) => session.sendTelemetry(id, { messageId: id }));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(tried, ["w1", "w2", "w3"]);
+    acks[0]();
+    await sends[0];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(tried, ["w1", "w2", "w3", "w4"], "one settled, one more goes");
+    acks.slice(1).forEach((ack) => ack());
+    await new Promise((resolve) => setImmediate(resolve));
+    acks.slice(4).forEach((ack) => ack());
+    await Promise.all(sends);
+    assert.deepEqual(world.current.sent, ids);
+    assert.equal(session.resentCount, 0);
+    await session.close();
+  });
+
+  it("an acknowledgement that overtakes an earlier one is held: promises settle in call order", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 4 });
+    session.start();
+    await waitForState(session, "connected");
+    const acks = new Map<string, () => void>();
+    world.current.onSend = (message) => new Promise<void>((resolve) => acks.set(message.messageId, resolve));
+    const settled: string[] = [];
+    const sends = ["a1", "a2", "a3"].map((id) =>
+      session.sendTelemetry(id, { messageId: id }).then(() => settled.push(id)),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    acks.get("a3")?.();
+    acks.get("a2")?.();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(settled, [], "a2 and a3 wait for a1");
+    assert.equal(session.outboxSize, 3);
+    acks.get("a1")?.();
+    await Promise.all(sends);
+    assert.deepEqual(settled, ["a1", "a2", "a3"]);
+    await session.close();
+  });
+
+  it("message k throttled after k+1 was accepted: k+1 goes again after k, so the last copies keep the order", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 8 });
+    session.start();
+    await waitForState(session, "connected");
+    let refuseFirst: ((error: Error) => void) | undefined;
+    world.current.onSend = (message) => {
+      if (message.messageId === "k" && !refuseFirst) {
+        return new Promise<void>((_resolve, reject) => (refuseFirst = reject));
+      }
+      return Promise.resolve();
+    };
+    const settled: string[] = [];
+    const sends = ["k", "k+1", "k+2"].map((id) =>
+      session.sendTelemetry(id, { messageId: id }).then(() => settled.push(id)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(world.current.sent, ["k+1", "k+2"], "the hub took k+1 and k+2 first");
+    assert.deepEqual(settled, []);
+    refuseFirst?.(new errors.ThrottlingError("slow down"));
+    await Promise.all(sends);
+    assert.deepEqual(world.current.sent, ["k+1", "k+2", "k", "k+1", "k+2"], "go back to k, same messageIds");
+    assert.deepEqual(lastOccurrences(world.current.sent), ["k", "k+1", "k+2"]);
+    assert.deepEqual(settled, ["k", "k+1", "k+2"]);
+    assert.equal(session.resentCount, 3, "everything in flight at the refusal was sent again");
+    assert.equal(world.links.length, 1);
+    await session.close();
+  });
+
+  it("a message the hub refuses for good in the middle of the window holds no one up", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryWindow: 8 });
+    session.start();
+    await waitForState(session, "connected");
+    world.current.onSend = (message) =>
+      message.messageId === "bad"
+        ? Promise.reject(new errors.MessageTooLargeError("too big"))
+        : Promise.resolve();
+    const outcomes = await Promise.allSettled(
+      ["ok1", "bad", "ok2"].map((id) => session.sendTelemetry(id, { messageId: id })),
+    );
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.status),
+      ["fulfilled", "rejected", "fulfilled"],
+    );
+    assert.deepEqual(world.current.sent, ["ok1", "ok2"]);
+    assert.equal(session.resentCount, 0);
     await session.close();
   });
 
@@ -439,6 +551,52 @@ describe("device session logic", () => {
     await session.close();
   });
 
+  it("reports take one round trip each: the version is counted, concurrent ones share one PATCH", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const link = world.current;
+    const getsAtConnect = link.gets;
+    assert.equal(await session.reportProperties({ s: 1 }), 2);
+    assert.equal(await session.reportProperties({ s: 2 }), 3);
+    const versions = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => session.reportProperties({ [`k${i}`]: i })),
+    );
+    const batches = new Set(versions).size;
+    assert.ok(batches <= 2, `ten concurrent reports in ${batches} PATCHes`);
+    assert.deepEqual(
+      versions,
+      [...versions].sort((a, b) => a - b),
+      "versions in call order",
+    );
+    assert.equal(versions[9], 3 + batches);
+    assert.equal(link.patches.length, 2 + batches);
+    assert.equal(link.gets, getsAtConnect, "no twin GET after a PATCH");
+    assert.equal(link.twin.reported.$version, versions[9]);
+    assert.equal(link.twin.reported.k9, 9);
+    await session.close();
+  });
+
+  it("after a PATCH that failed, the next report reads its version back", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const link = world.current;
+    const update = link.updateReported.bind(link);
+    link.updateReported = () => Promise.reject(new errors.ArgumentError("refused"));
+    await assert.rejects(session.reportProperties({ a: 1 }));
+    link.twin.reported.$version = 7; // moved on without us knowing: the count is no longer trusted
+    link.updateReported = update;
+    const gets = link.gets;
+    assert.equal(await session.reportProperties({ a: 2 }), 8);
+    assert.equal(link.gets, gets + 1);
+    assert.equal(await session.reportProperties({ a: 3 }), 9);
+    assert.equal(link.gets, gets + 1, "counted again from there");
+    await session.close();
+  });
+
   it("a twin request the hub never answers times out and forces a reconnect", async () => {
     const world = new FakeWorld();
     const { session } = makeSession(world, { twinTimeoutMs: 100 });
@@ -514,6 +672,36 @@ describe("device session logic", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(session.state, "idle", "no phase of an earlier state ran after the stop");
     await session.close();
+  });
+
+  it("an outbox on disk hands what waited at close() to the next session over the same file, first and in order", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "provisio-session-outbox-"));
+    try {
+      const outboxFile = join(dir, "outbox.log");
+      const down = new FakeWorld();
+      down.connectFailures = Array.from({ length: 100 }, () => new errors.NotConnectedError("hub away"));
+      const first = makeSession(down, { outboxFile }).session;
+      first.start();
+      const waiting = ["d1", "d2", "d3"].map((id) => first.sendTelemetry(id, { messageId: id }));
+      const kept: number[] = [];
+      first.on("kept", (count) => kept.push(count));
+      await first.close();
+      for (const send of waiting) await assert.rejects(send, TelemetryKeptError);
+      assert.deepEqual(kept, [3], "the count of what stays on disk, not a loss");
+      const up = new FakeWorld();
+      const second = makeSession(up, { outboxFile }).session;
+      assert.equal(second.outboxSize, 3, "recovered before start");
+      second.start();
+      await waitForState(second, "connected");
+      await second.sendTelemetry("d4", { messageId: "d4" });
+      assert.deepEqual(up.current.sent, ["d1", "d2", "d3", "d4"]);
+      await second.close();
+      const third = makeSession(new FakeWorld(), { outboxFile }).session;
+      assert.equal(third.outboxSize, 0, "accepted messages are done on disk too");
+      await third.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("close() rejects telemetry not yet accepted and reports how much", async () => {

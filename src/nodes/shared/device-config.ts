@@ -18,8 +18,12 @@ export interface DeviceNodeDef extends NodeDef {
   payload: string;
   outboxLimit: string | number;
   outboxOverflow: "drop-oldest" | "reject-new";
+  /** Where the outbox lives: "disk" (default, in the user folder) or "memory". */
+  outboxStorage?: "disk" | "memory";
   /** Seconds the hub may take to accept a telemetry message before it is sent again. Default 30. */
   ackTimeout?: string | number;
+  /** Telemetry messages in flight at once (sent, not yet acknowledged). Default 64. */
+  telemetryWindow?: string | number;
   /** Longest wait between reconnect attempts, in seconds. Default 60. */
   maxRetryDelay?: string | number;
 }
@@ -31,6 +35,9 @@ export interface DeviceCredentials {
   keyPem?: string;
   passphrase?: string;
 }
+
+/** More in flight buys nothing measurable (README "Performance") and holds more for re-sending. */
+const MAX_TELEMETRY_WINDOW = 1000;
 
 /** The session configuration a device node describes; throws ConfigurationError with a clear message. */
 export function sessionConfigOf(
@@ -107,6 +114,14 @@ export function sessionConfigOf(
   };
   const ackTimeout = seconds(def.ackTimeout, "ackTimeoutRange");
   if (ackTimeout !== undefined) config.options.telemetryAckTimeoutMs = ackTimeout;
+  const window = configField(def.telemetryWindow);
+  if (window) {
+    const parsed = Number(window);
+    if (!Number.isInteger(parsed) || parsed < 1 || parsed > MAX_TELEMETRY_WINDOW) {
+      throw new NodeConfigurationError("windowRange", { max: MAX_TELEMETRY_WINDOW });
+    }
+    config.options.telemetryWindow = parsed;
+  }
   const maxRetryDelay = seconds(def.maxRetryDelay, "retryDelayRange");
   if (maxRetryDelay !== undefined) {
     config.options.backoff = new ExponentialBackoff({
