@@ -47,3 +47,35 @@ describe("exponential backoff", () => {
     assert.throws(() => new ExponentialBackoff({ jitter: 2 }), RangeError);
   });
 });
+
+describe("exponential backoff defaults", () => {
+  it("starts at 1 s, doubles, and stops growing at 60 s", () => {
+    const backoff = new ExponentialBackoff({ random: () => 0 });
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 6, 7, 8, 1_000].map((n) => backoff.delayMs(n)),
+      [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000],
+    );
+  });
+
+  it("takes off up to a fifth as jitter and waits at least 10 s when throttled", () => {
+    const longest = new ExponentialBackoff({ random: () => 1 - Number.EPSILON });
+    assert.equal(longest.delayMs(3), 3_200);
+    assert.equal(new ExponentialBackoff({ random: () => 0 }).delayMs(1, true), 10_000);
+    assert.equal(longest.delayMs(1, true), 10_000);
+  });
+
+  it("caps before the jitter, so a long outage still spreads the retries of many gateways", () => {
+    // Half the jitter fraction taken off the 60 s cap: 54 s. Jitter applied to the uncapped 64 s (attempt 7)
+    // or to an infinite delay and capped afterwards would give 57.6 s and 60 s: every gateway in step.
+    const backoff = new ExponentialBackoff({ random: () => 0.5 });
+    assert.equal(backoff.delayMs(7), 54_000);
+    assert.equal(backoff.delayMs(10_000), 54_000);
+    assert.equal(backoff.delayMs(Number.MAX_SAFE_INTEGER), 54_000);
+  });
+
+  it("keeps the cap with explicit settings too, jitter included", () => {
+    const backoff = new ExponentialBackoff({ initialDelayMs: 100, maxDelayMs: 1_000, random: () => 0.5 });
+    assert.equal(backoff.delayMs(5), 900);
+    assert.equal(backoff.delayMs(50), 900);
+  });
+});
