@@ -41,10 +41,34 @@ describe("exponential backoff", () => {
     assert.equal(backoff.delayMs(1, false), 100);
   });
 
-  it("rejects nonsense settings", () => {
-    assert.throws(() => new ExponentialBackoff({ initialDelayMs: 10, maxDelayMs: 5 }), RangeError);
-    assert.throws(() => new ExponentialBackoff({ factor: 0.5 }), RangeError);
-    assert.throws(() => new ExponentialBackoff({ jitter: 2 }), RangeError);
+  it("rejects nonsense settings, naming the setting", () => {
+    const refuses = (options: ConstructorParameters<typeof ExponentialBackoff>[0], named: RegExp) =>
+      assert.throws(
+        () => new ExponentialBackoff(options),
+        (e: unknown) => e instanceof RangeError && named.test(e.message),
+      );
+    refuses({ initialDelayMs: 10, maxDelayMs: 5 }, /initialDelayMs <= maxDelayMs/);
+    refuses({ initialDelayMs: -1 }, /0 <= initialDelayMs/);
+    refuses({ initialDelayMs: Number.NaN }, /initialDelayMs/);
+    refuses({ factor: 0.5 }, /factor must be >= 1/);
+    refuses({ jitter: 2 }, /jitter must be within \[0, 1\]/);
+    refuses({ jitter: -0.1 }, /jitter must be within \[0, 1\]/);
+  });
+
+  it("accepts the edges of each setting", () => {
+    const edges = new ExponentialBackoff({ initialDelayMs: 0, maxDelayMs: 0, factor: 1, jitter: 0 });
+    assert.equal(edges.delayMs(5), 0);
+    const flat = new ExponentialBackoff({
+      initialDelayMs: 500,
+      maxDelayMs: 500,
+      factor: 1,
+      jitter: 1,
+      random: () => 0,
+    });
+    assert.deepEqual(
+      [1, 2, 3].map((n) => flat.delayMs(n)),
+      [500, 500, 500],
+    );
   });
 });
 
