@@ -46,7 +46,7 @@ export default {
   tap: {
     testFiles: chosenTests ?? testFiles,
     // {{hookFile}} is Stryker's coverage hook; it must load before tsx so it sees every module.
-    nodeArgs: ["-r", "{{hookFile}}", "--import", "tsx", "--test-force-exit", "--test-timeout=180000"],
+    nodeArgs: ["-r", "{{hookFile}}", "--import", "tsx", "--test-force-exit", "--test-timeout=60000"],
     forceBail: true,
   },
   coverageAnalysis: "perTest",
@@ -59,7 +59,7 @@ export default {
   // A shared machine: one test process at a time unless asked (--concurrency N).
   concurrency: 1,
   // Tests with TLS, swtpm and retries are slow; a mutant that makes them hang counts as killed by timeout.
-  timeoutMS: 60_000,
+  timeoutMS: 15_000,
   timeoutFactor: 2,
   thresholds: { high: 90, low: 80, break: null },
   ignorePatterns: ["lib", "reports", "test-artifacts", ".demo", "bench", "docs"],

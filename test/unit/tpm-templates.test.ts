@@ -3,14 +3,31 @@
 // integration test (tpm-oracle) shows the same on TPMs; this one needs none and names the differing byte.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { TpmSecurityClient as SdkTpmSecurityClient } from "azure-iot-security-tpm";
+import { createRequire } from "node:module";
+import { join } from "node:path";
 import { ENDORSEMENT_KEY_TEMPLATE, STORAGE_ROOT_KEY_TEMPLATE } from "../../src/tpm/templates.js";
 
-/** The SDK keeps its templates as static tss.js TPMT_PUBLIC objects (not part of its typings). */
-const sdkTemplates = SdkTpmSecurityClient as unknown as {
-  _ekTemplate: { toBytes(): Uint8Array };
-  _srkTemplate: { toBytes(): Uint8Array };
-};
+interface SdkTemplates {
+  /** The SDK keeps its templates as static tss.js TPMT_PUBLIC objects (not part of its typings). */
+  TpmSecurityClient: { _ekTemplate: { toBytes(): Uint8Array }; _srkTemplate: { toBytes(): Uint8Array } };
+}
+
+/** The SDK's TPM client, from the oracle's own folder (test/oracle) when it has one, else the project's. */
+function sdkTpmPackage(): SdkTemplates {
+  for (const from of [
+    join(__dirname, "..", "oracle", "package.json"),
+    join(__dirname, "..", "..", "package.json"),
+  ]) {
+    try {
+      return createRequire(from)("azure-iot-security-tpm") as SdkTemplates;
+    } catch {
+      // not installed there
+    }
+  }
+  throw new Error("the SDK's TPM client (azure-iot-security-tpm) is not installed");
+}
+
+const sdkTemplates = sdkTpmPackage().TpmSecurityClient;
 
 describe("TPM key templates", () => {
   it("the EK template is the SDK's, byte for byte", () => {
