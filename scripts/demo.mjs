@@ -11,8 +11,9 @@ import { editorListening, watchDevice } from "./demo-watch.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const require = createRequire(import.meta.url);
-/** The built package (lib/), loaded once the ports are known to be free. */
+/** The built package (lib/) and its emulator entry point, loaded once the ports are known to be free. */
 let library;
+let emulatorLibrary;
 
 const stateDir = join(root, ".demo");
 let demoPortsByVariable;
@@ -192,12 +193,14 @@ function startNodeRed(userDir, env) {
 async function main() {
   await assertPortsFree(demoPortsByVariable);
   library = require(join(root, "lib", "index.js"));
+  // The emulator is a separate entry point of the package (not in lib/index.js).
+  emulatorLibrary = require(join(root, "lib", "emulator", "index.js"));
   mkdirSync(stateDir, { recursive: true });
   say("Azure IoT demo: swtpm + local DPS and IoT Hub + Node-RED");
   const swtpm = await startTpm();
   if (swtpm) say(`  swtpm on ${swtpm.connection.host}:${swtpm.connection.port} (state in .demo/tpm)`);
 
-  const emulator = await library.startEmulator({ dataDir: join(stateDir, "emulator"), ...ports });
+  const emulator = await emulatorLibrary.startEmulator({ dataDir: join(stateDir, "emulator"), ...ports });
   started.push(() => emulator.close());
   say(
     `  emulator: DPS ${emulator.endpoints.dps.amqp}, IoT hub ${emulator.endpoints.hub.hostName} (state in .demo/emulator)`,
@@ -210,6 +213,8 @@ async function main() {
     AZURE_IOT_DPS_ENDPOINT: emulator.endpoints.dps.amqp,
     AZURE_IOT_ID_SCOPE: emulator.idScope,
     AZURE_IOT_CA_FILE: emulator.caFile,
+    // the "end-of-line station" examples name this variable instead of holding the key in the flow
+    AZURE_IOT_DPS_SERVICE_CONNECTION_STRING: emulator.connectionStrings.dpsService,
     SWTPM_HOST: swtpm?.connection.host ?? "127.0.0.1",
     SWTPM_PORT: String(swtpm?.connection.port ?? 0),
     SWTPM_CTRL_PORT: String(swtpm?.connection.ctrlPort ?? 0),

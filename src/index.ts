@@ -1,4 +1,7 @@
-// Library API for plain scripts (no Node-RED needed).
+// Library API for plain scripts (no Node-RED needed): the device session and the TPM client. The local DPS +
+// IoT Hub emulator is a separate entry point, "@provisio/node-red-azure-iot/emulator" (src/emulator/index.ts),
+// so that loading the device side never loads the emulator's servers (rhea's server side, node-forge,
+// mqtt-packet).
 export * from "./tpm/index.js";
 export {
   startSwtpm,
@@ -20,4 +23,3 @@ export {
   type AttestationConfig,
   type DpsConfig,
 } from "./device/index.js";
-export { startEmulator, ensureCertificates, type Emulator, type EmulatorOptions } from "./emulator/index.js";

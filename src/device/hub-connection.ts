@@ -1,7 +1,7 @@
 // One AMQP connection to IoT Hub through the unmodified azure-iot-device Client, with the SDK's own retry
 // switched off (NoRetry): every drop reaches us as one 'disconnect', and the session's loop is the only
-// one that reconnects (hub-amqp-protocol.md §6.1, §6.2). Each connection is used once and thrown away, and
-// every listener it adds is removed on close (STYLE.md, 10-mqtt.js `_clientOn` / `_clientRemoveListeners`).
+// one that reconnects (docs/hub-amqp-protocol.md §6.1, §6.2). Each connection is used once and thrown away, and
+// every listener it adds is removed on close (docs/architecture.md §7.1, 10-mqtt.js `_clientOn` / `_clientRemoveListeners`).
 import { EventEmitter } from "node:events";
 import {
   Client,
@@ -67,7 +67,7 @@ type DeviceTransport = Client["_transport"];
 function authenticationProvider(identity: HubIdentity, credentials: HubCredentials) {
   switch (credentials.kind) {
     case "symmetricKey":
-      // The same connection string the SDK samples build from a DPS result (dps-protocol.md §11); the
+      // The same connection string the SDK samples build from a DPS result (docs/dps-protocol.md §11); the
       // provider renews the token 15 min before each hour is up.
       return SharedAccessKeyAuthenticationProvider.fromConnectionString(
         `HostName=${identity.assignedHub};DeviceId=${identity.deviceId};SharedAccessKey=${credentials.key}`,
@@ -138,7 +138,7 @@ export class HubConnection extends EventEmitter implements HubLink {
     });
     try {
       client.setRetryPolicy(new NoRetry());
-      // One setOptions call: each call replaces the previous options (hub-amqp-protocol.md §10.2).
+      // One setOptions call: each call replaces the previous options (docs/hub-amqp-protocol.md §10.2).
       const clientOptions = {
         ...(options.ca ? { ca: options.ca } : {}),
         ...(options.modelId ? { modelId: options.modelId } : {}),

@@ -14,7 +14,7 @@ export type TelemetryPayload = object | string | Buffer;
 export interface TelemetryOptions {
   /** Application properties; values are sent as strings. */
   properties?: Record<string, string | number | boolean>;
-  /** Default: a random UUID, so that consumers can de-duplicate (peers-and-conventions.md §5.3). */
+  /** Default: a random UUID, so that consumers can de-duplicate (docs/conventions.md §5.3). */
   messageId?: string;
   correlationId?: string;
   /** Default "application/json" for object payloads. */

@@ -1,5 +1,5 @@
 // Store-and-forward queue for telemetry while the hub is away: bounded, first in first out, with an
-// explicit overflow policy and a count of what it had to drop (peers-and-conventions.md §2.7).
+// explicit overflow policy and a count of what it had to drop (docs/conventions.md §2.7).
 
 export type OverflowPolicy = "drop-oldest" | "reject-new";
 

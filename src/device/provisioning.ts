@@ -1,5 +1,5 @@
 // One DPS registration with the unmodified azure-iot-provisioning-device client, over the chosen
-// transport, trusting an extra CA when one is configured (dps-protocol.md §1, §1.1, §2).
+// transport, trusting an extra CA when one is configured (docs/dps-protocol.md §1, §1.1, §2).
 import { Agent as HttpsAgent } from "node:https";
 import { createRequire } from "node:module";
 import { ProvisioningDeviceClient } from "azure-iot-provisioning-device";
@@ -77,7 +77,7 @@ interface MqttBaseInstance {
 
 /**
  * An AMQP base that adds the trusted CA to every TLS connect. The only way that works for every
- * attestation, TPM included, without touching process-wide TLS settings (dps-protocol.md §1.1).
+ * attestation, TPM included, without touching process-wide TLS settings (docs/dps-protocol.md §1.1).
  */
 function amqpBaseTrusting(ca: string): AmqpBaseInstance {
   const { Amqp: Base } = requireFromAmqpTransport("azure-iot-amqp-base") as { Amqp: AmqpBaseClass };
@@ -114,7 +114,7 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
     }
     case "amqp-ws": {
       // The SDK appends ":443" itself; a port here makes an invalid URL that rhea throws outside any
-      // callback, which would end the process (dps-protocol.md §1).
+      // callback, which would end the process (docs/dps-protocol.md §1).
       if (port !== undefined) {
         throw new ConfigurationError(
           `the amqp-ws transport always uses port 443: remove ":${port}" from the endpoint`,
@@ -133,7 +133,7 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
       };
       const base = new HttpBase();
       // The http base puts the host into request options verbatim, so a port goes on an agent; https.Agent's
-      // constructor forces 443, so defaultPort is assigned afterwards (dps-protocol.md §1.1).
+      // constructor forces 443, so defaultPort is assigned afterwards (docs/dps-protocol.md §1.1).
       const agent = new HttpsAgent(ca ? { ca } : {});
       if (port !== undefined) Object.assign(agent, { defaultPort: port });
       base.setOptions({ ...(ca ? { ca } : {}), http: { agent } });
@@ -177,7 +177,7 @@ function buildSecurityClient(
         security.deviceKey,
       ) as unknown as Parameters<typeof ProvisioningDeviceClient.create>[3];
     case "x509":
-      // AMQP uses this object as its TLS options, so the CA goes here too (dps-protocol.md §1.1).
+      // AMQP uses this object as its TLS options, so the CA goes here too (docs/dps-protocol.md §1.1).
       return new X509Security(security.registrationId, {
         cert: security.cert,
         key: security.key,
@@ -194,7 +194,7 @@ interface RegistrationStateLike {
   deviceId?: unknown;
 }
 
-/** TPM registration hands back the whole operation; the others only its registrationState (dps-protocol.md §2.1). */
+/** TPM registration hands back the whole operation; the others only its registrationState (docs/dps-protocol.md §2.1). */
 function identityFrom(result: unknown, registrationId: string): ProvisionedIdentity {
   const outer = (result ?? {}) as { registrationState?: RegistrationStateLike } & RegistrationStateLike;
   const state = outer.registrationState ?? outer;

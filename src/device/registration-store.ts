@@ -1,6 +1,6 @@
 // Where the session keeps what DPS assigned (hub + device id), so that a reconnect or a restart connects
 // without registering again (DPS allows ~1,000 registrations/min per instance and 5 polls per 10 s per
-// device, peers-and-conventions.md §5.2). Nothing secret is stored: keys stay in the configuration.
+// device, docs/conventions.md §5.2). Nothing secret is stored: keys stay in the configuration.
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 

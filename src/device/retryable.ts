@@ -1,6 +1,6 @@
-// Which failures the session retries: one function for DPS and IoT Hub (STYLE.md, "which errors are
-// retryable is one function"). Error names are those of azure-iot-common's errors (hub-amqp-protocol.md §6.1,
-// dps-protocol.md §3.4/§4.2/§5.3) and of Node's socket errors.
+// Which failures the session retries: one function for DPS and IoT Hub (docs/architecture.md §7.3, "which errors are
+// retryable is one function"). Error names are those of azure-iot-common's errors (docs/hub-amqp-protocol.md §6.1,
+// docs/dps-protocol.md §3.4/§4.2/§5.3) and of Node's socket errors.
 
 /** Transient by nature: the SDK's DefaultErrorFilter plus the HTTP/DPS timeouts and our own timeouts. */
 const RETRYABLE_NAMES = new Set([
@@ -18,7 +18,7 @@ const RETRYABLE_NAMES = new Set([
 
 /**
  * Permanent until someone changes configuration or enrollment: retrying only loads the service
- * (peers-and-conventions.md §5.2: revoked devices retrying forever "consume service resources").
+ * (docs/conventions.md §5.2: revoked devices retrying forever "consume service resources").
  * SyntaxError is what the DPS client throws for a `disabled`/`unassigned` registration status.
  */
 const PERMANENT_NAMES = new Set([

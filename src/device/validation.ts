@@ -1,10 +1,10 @@
 // Checks the nodes (and plain scripts) run before anything reaches the network. Pure functions; each
 // returns normally or throws a ValidationError whose message says what is wrong and what the limit is.
-// Limits: IoT Hub quotas (hub-amqp-protocol.md §7, peers-and-conventions.md §5.1) and DPS ID scopes.
+// Limits: IoT Hub quotas (docs/hub-amqp-protocol.md §7, docs/conventions.md §5.1) and DPS ID scopes.
 import { ValidationError } from "./errors.js";
 
 export const Limits = {
-  /** D2C message: body + application property names and values (hub-amqp-protocol.md §7). */
+  /** D2C message: body + application property names and values (docs/hub-amqp-protocol.md §7). */
   telemetryBytes: 256 * 1024,
   /** Reported (and desired) section: key bytes + value bytes (device twin doc, "Device twin size"). */
   twinPatchBytes: 32 * 1024,
@@ -12,7 +12,7 @@ export const Limits = {
   twinDepth: 10,
   twinKeyBytes: 1024,
   twinStringValueBytes: 4096,
-  /** message-id / correlation-id length (hub-amqp-protocol.md §7). */
+  /** message-id / correlation-id length (docs/hub-amqp-protocol.md §7). */
   messageIdLength: 128,
 } as const;
 
@@ -36,7 +36,7 @@ export function validateIdScope(idScope: unknown): string {
   return trimmed;
 }
 
-/** DPS registration id rules (dps-protocol.md §6.5): <= 128 chars of [A-Za-z0-9-._:], ending alphanumeric or '-'. */
+/** DPS registration id rules (docs/dps-protocol.md §6.5): <= 128 chars of [A-Za-z0-9-._:], ending alphanumeric or '-'. */
 export function validateRegistrationId(registrationId: unknown): string {
   if (typeof registrationId !== "string" || registrationId === "") {
     throw new ValidationError("registration id is required");

@@ -7,10 +7,15 @@ import { parseArgs } from "node:util";
 import { startEmulator, type Emulator } from "./emulator.js";
 
 const USAGE = `usage: azure-iot-local --data-dir DIR [--host 127.0.0.1] [--amqp-port N] [--https-port N]
-                       [--mqtt-port N] [--hub-port N] [--web-port N] [--hub-host-name NAME]
-                       [--ui-port N] [--enrollments FILE] [--verbose]
+                       [--mqtt-port N] [--hub-host ADDRESS] [--hub-port N] [--hub-mqtt-port N]
+                       [--hub-https-port N] [--web-port N] [--hub-host-name NAME] [--ui-port N]
+                       [--enrollments FILE] [--verbose]
   Ports default to 0 (any free port). The emulator listens on loopback unless --host says otherwise;
-  the web page (--ui-port) always listens on 127.0.0.1: open the "ui" URL of the ready line.`;
+  the web page (--ui-port) always listens on 127.0.0.1: open the "ui" URL of the ready line.
+  Azure's layout, for clients that only dial default ports (run as root for 443):
+    --host 127.0.0.1 --amqp-port 5671 --mqtt-port 8883 --https-port 443 --web-port 443 --hub-host 127.0.0.2
+  puts DPS (device API) and the service API on 127.0.0.1:443, and the hub on 127.0.0.2 with its default ports
+  (AMQP 5671, MQTT 8883, HTTPS 443 shared with the service API), so DPS assigns the plain host name "127.0.0.2".`;
 
 export class CliUsageError extends Error {
   override readonly name = "CliUsageError";
@@ -23,9 +28,12 @@ export interface CliOptions {
   httpsPort: number;
   mqttPort: number;
   hubPort: number;
+  hubMqttPort: number;
+  hubHttpsPort: number;
   webPort: number;
   uiPort: number;
   hubHostName?: string;
+  hubHost?: string;
   enrollmentsFile?: string;
   verbose: boolean;
 }
@@ -51,9 +59,12 @@ export function parseCliArguments(argv: string[]): CliOptions {
         "https-port": { type: "string" },
         "mqtt-port": { type: "string" },
         "hub-port": { type: "string" },
+        "hub-mqtt-port": { type: "string" },
+        "hub-https-port": { type: "string" },
         "web-port": { type: "string" },
         "ui-port": { type: "string" },
         "hub-host-name": { type: "string" },
+        "hub-host": { type: "string" },
         enrollments: { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean" },
@@ -72,9 +83,12 @@ export function parseCliArguments(argv: string[]): CliOptions {
     httpsPort: port(values["https-port"], "--https-port"),
     mqttPort: port(values["mqtt-port"], "--mqtt-port"),
     hubPort: port(values["hub-port"], "--hub-port"),
+    hubMqttPort: port(values["hub-mqtt-port"], "--hub-mqtt-port"),
+    hubHttpsPort: port(values["hub-https-port"], "--hub-https-port"),
     webPort: port(values["web-port"], "--web-port"),
     uiPort: port(values["ui-port"], "--ui-port"),
     ...(values["hub-host-name"] ? { hubHostName: values["hub-host-name"] } : {}),
+    ...(values["hub-host"] ? { hubHost: values["hub-host"] } : {}),
     ...(values.enrollments ? { enrollmentsFile: resolve(values.enrollments) } : {}),
     verbose: values.verbose ?? false,
   };
@@ -112,9 +126,12 @@ export async function main(argv: string[]): Promise<number> {
       httpsPort: options.httpsPort,
       mqttPort: options.mqttPort,
       hubPort: options.hubPort,
+      hubMqttPort: options.hubMqttPort,
+      hubHttpsPort: options.hubHttpsPort,
       webPort: options.webPort,
       uiPort: options.uiPort,
       ...(options.hubHostName ? { hubHostName: options.hubHostName } : {}),
+      ...(options.hubHost ? { hubHost: options.hubHost } : {}),
       ...(options.enrollmentsFile ? { enrollmentsFile: options.enrollmentsFile } : {}),
       ...(options.verbose
         ? { log }
@@ -127,7 +144,6 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 1;
   }
-  process.stdout.write(`${readyLine(emulator)}\n`);
   return new Promise<number>((done) => {
     const stop = (signal: NodeJS.Signals) => {
       process.off("SIGINT", stop);
@@ -140,6 +156,8 @@ export async function main(argv: string[]): Promise<number> {
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
+    // The handlers come first: whoever waits for the ready line may signal as soon as it reads it.
+    process.stdout.write(`${readyLine(emulator)}\n`);
   });
 }
 

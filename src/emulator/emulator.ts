@@ -1,14 +1,22 @@
-// The whole local emulator in one call: TLS material, a DPS (AMQP, HTTPS, MQTT), an IoT hub (AMQP) and the
-// service REST API, all on loopback by default, with their state in one data directory so that a restart
-// keeps the CA, the ID scope, the service keys, enrollments, registrations, devices and twins.
+// The whole local emulator in one call: TLS material, a DPS (AMQP, HTTPS, MQTT), an IoT hub (AMQP, MQTT,
+// WebSocket, HTTPS) and the service REST API, all on loopback by default, with their state in one data
+// directory so that a restart keeps the CA, the ID scope, the service keys, enrollments, registrations,
+// devices and twins.
 import { mkdir } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, isIP } from "node:net";
 import { join } from "node:path";
 import { ensureCertificates } from "./certs.js";
 import { EnrollmentStore, startDps, type Dps } from "./dps/index.js";
 import { startHub, type Hub } from "./hub/index.js";
 import { applyEnrollmentsFile, type AppliedEnrollments } from "./service-api/enrollments-file.js";
-import { startServiceApi, type ServiceApiServer, type SharedAccessPolicy } from "./service-api/index.js";
+import {
+  serviceApiListener,
+  startServiceApi,
+  type ServiceApiOptions,
+  type ServiceApiServer,
+  type SharedAccessPolicy,
+} from "./service-api/index.js";
 import {
   DPS_SERVICE_KEY_NAME,
   HUB_SERVICE_KEY_NAME,
@@ -17,8 +25,9 @@ import {
 } from "./service-api/service-identity.js";
 import { startWebUi } from "./web/index.js";
 
-/** Azure's default ports (AMQPS 5671, HTTPS 443): a host name that omits the port means these. */
+/** Azure's default ports (AMQPS 5671, MQTTS 8883, HTTPS 443): a host name that omits the port means these. */
 export const AMQPS_DEFAULT_PORT = 5671;
+export const MQTTS_DEFAULT_PORT = 8883;
 export const HTTPS_DEFAULT_PORT = 443;
 
 export const HUB_DATA_FILE = "hub-registry.json";
@@ -33,9 +42,25 @@ export interface EmulatorOptions {
   amqpPort?: number;
   httpsPort?: number;
   mqttPort?: number;
-  /** IoT hub AMQP port; 0 or absent = any free port. */
+  /** IoT hub AMQP port; 0 or absent = any free port, or 5671 when the hub has an address of its own. */
   hubPort?: number;
-  /** Service REST API port; 0 or absent = any free port. */
+  /**
+   * Listen address of the hub alone (e.g. 127.0.0.2), as Azure's hub is a host of its own: its host name is
+   * then that address, with no port, and its ports default to Azure's: AMQP 5671, MQTT 8883, and HTTPS on
+   * `webPort` (443 as the SDKs expect), where the service API is served too. Default: `host`.
+   */
+  hubHost?: string;
+  /** IoT hub MQTT port (8883 on Azure); 0 or absent = any free port, or 8883 when the hub has an address of its own. */
+  hubMqttPort?: number;
+  /**
+   * IoT hub HTTPS port (443 on Azure): MQTT / AMQP over WebSocket and the device HTTPS API; 0 or absent = any
+   * free port, or `webPort` when the hub has an address of its own (the service API then shares it).
+   */
+  hubHttpsPort?: number;
+  /**
+   * Service REST API port; 0 or absent = any free port. The same port as `httpsPort` (443, as the SDKs expect)
+   * serves both on one listener: the DPS device API under "/{idScope}/registrations/", the service API elsewhere.
+   */
   webPort?: number;
   /** Web page (plain HTTP, access token in its URL) port; 0 or absent = any free port. */
   uiPort?: number;
@@ -58,7 +83,11 @@ export interface EmulatorOptions {
 export interface EmulatorEndpoints {
   /** "host:port" as a device's provisioningHost (AMQP and MQTT accept a port there). */
   dps: { amqp: string; https: string; mqtt: string };
-  hub: { hostName: string; amqp: string };
+  /**
+   * A device whose host name carries the AMQP port reaches MQTT with GatewayHostName={mqtt}; the SDK's
+   * WebSocket and HTTPS transports only reach `https` when it is port 443.
+   */
+  hub: { hostName: string; amqp: string; mqtt: string; https: string };
   /** Base URL of the service REST API. */
   web: string;
 }
@@ -111,9 +140,21 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
   const publicHost = publicHostName(host);
   const identity = await loadOrCreateServiceIdentity(await ensureDataDir(options.dataDir));
 
-  const hubPort = options.hubPort || (await reserveFreePort(host));
-  const hubHostName = options.hubHostName ?? hostNameWithPort(publicHost, hubPort, AMQPS_DEFAULT_PORT);
-  const certificates = await ensureCertificates({ dataDir: options.dataDir, hostNames: [host, hubHostName] });
+  const hubListenHost = options.hubHost ?? host;
+  const hubPublicHost = publicHostName(hubListenHost);
+  const hubPort =
+    options.hubPort || (options.hubHost ? AMQPS_DEFAULT_PORT : await reserveFreePort(hubListenHost));
+  const hubHostName = options.hubHostName ?? hostNameWithPort(hubPublicHost, hubPort, AMQPS_DEFAULT_PORT);
+  const hubHasOwnAddress = !!options.hubHost && hubListenHost !== host;
+  const hubMqttPort = options.hubMqttPort || (options.hubHost ? MQTTS_DEFAULT_PORT : 0);
+  const hubHttpsPort = options.hubHttpsPort || (hubHasOwnAddress && options.webPort ? options.webPort : 0);
+  // Registry dials the hub's host name on the service API's port (443 on Azure): the hub's HTTPS listener
+  // there serves the service API on the paths that are not its own (WebSocket, device HTTPS API).
+  const hubServesServiceApi = hubHasOwnAddress && !!options.webPort && hubHttpsPort === options.webPort;
+  const certificates = await ensureCertificates({
+    dataDir: options.dataDir,
+    hostNames: [...new Set([host, hubListenHost, hubHostName])],
+  });
   const tls = { key: certificates.serverKeyPem, cert: certificates.serverCertPem };
   if (certificates.createdCa) log(`created a new CA: ${certificates.caCertFile}`);
 
@@ -122,13 +163,25 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
     for (const part of started.reverse()) await part.close().catch(() => undefined);
     started.length = 0;
   };
+  // The service API is built after DPS and the hub (it drives both), so the listeners that share a port with
+  // it hand it their other requests through this late-bound listener.
+  let serviceRequests: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const lateServiceRequests = (req: IncomingMessage, res: ServerResponse): void => {
+    if (serviceRequests) serviceRequests(req, res);
+    else res.writeHead(503).end();
+  };
   try {
     const hub = await startHub({
-      host,
+      host: hubListenHost,
       port: hubPort,
       tls: { ...tls, ...(options.deviceCaPems?.length ? { clientCa: options.deviceCaPems } : {}) },
       hostNames: [hubHostName],
       dataFile: join(options.dataDir, HUB_DATA_FILE),
+      servicePolicies: [{ keyName: HUB_SERVICE_KEY_NAME, key: identity.hubServiceKey }],
+      mqttPort: hubMqttPort,
+      httpsPort: hubHttpsPort,
+      ...(hubServesServiceApi ? { otherHttpsRequests: lateServiceRequests } : {}),
+      log,
     });
     started.push(hub);
 
@@ -142,8 +195,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
           `${enrollmentsApplied.unchanged.length} unchanged`,
       );
     }
+    // DPS's device API and the service API on one HTTPS port.
+    const sharedHttps = !!options.webPort && options.webPort === options.httpsPort;
     const dps = await startDps({
       host,
+      ...(sharedHttps ? { otherHttpsRequests: lateServiceRequests } : {}),
       tls: { ...tls, ...(options.deviceCaPems?.length ? { clientCa: options.deviceCaPems } : {}) },
       amqpPort: options.amqpPort ?? 0,
       httpsPort: options.httpsPort ?? 0,
@@ -168,7 +224,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
       keyName: HUB_SERVICE_KEY_NAME,
       key: identity.hubServiceKey,
     };
-    const api: ServiceApiServer = await startServiceApi({
+    const apiOptions: ServiceApiOptions = {
       host,
       port: options.webPort ?? 0,
       tls,
@@ -185,9 +241,22 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         },
       },
       onInternalError: (error) => log(`service API internal error: ${(error as Error)?.name ?? "error"}`),
-    });
-    started.push(api);
-    const dpsServiceHostName = hostNameWithPort(publicHost, api.port, HTTPS_DEFAULT_PORT);
+    };
+    if (sharedHttps || hubServesServiceApi) serviceRequests = serviceApiListener(apiOptions);
+    let apiPort: number;
+    if (sharedHttps) {
+      apiPort = dps.ports.https ?? 0;
+    } else {
+      const api: ServiceApiServer = await startServiceApi(apiOptions);
+      started.push(api);
+      apiPort = api.port;
+    }
+    // A hub with an address of its own answers its service REST API there too, as Azure's hub host name does:
+    // on its HTTPS listener when that has the API's port, else on a listener of its own.
+    if (hubHasOwnAddress && options.webPort && !hubServesServiceApi) {
+      started.push(await startServiceApi({ ...apiOptions, host: hubListenHost }));
+    }
+    const dpsServiceHostName = hostNameWithPort(publicHost, apiPort, HTTPS_DEFAULT_PORT);
     dpsServiceHostNames.push(dpsServiceHostName);
 
     const ui = await startWebUi({
@@ -205,7 +274,12 @@ export async function startEmulator(options: EmulatorOptions): Promise<Emulator>
         https: endpoint(publicHost, dps.ports.https),
         mqtt: endpoint(publicHost, dps.ports.mqtt),
       },
-      hub: { hostName: hubHostName, amqp: endpoint(publicHost, hub.port) },
+      hub: {
+        hostName: hubHostName,
+        amqp: endpoint(hubPublicHost, hub.port),
+        mqtt: endpoint(hubPublicHost, hub.mqttPort),
+        https: endpoint(hubPublicHost, hub.httpsPort),
+      },
       web: `https://${dpsServiceHostName}/`,
     };
     let closing: Promise<void> | undefined;

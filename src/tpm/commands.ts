@@ -202,6 +202,26 @@ export class TpmCommands {
     throw new TpmError("TPM_PROTOCOL", `TPM did not report property 0x${property.toString(16)}`);
   }
 
+  /**
+   * Part 3 §30.2 TPM2_GetCapability for `count` TPM properties from `first` on. The TPM may answer fewer
+   * (moreData set) or skip properties it does not have: the map holds what it reported.
+   */
+  async getProperties(first: number, count: number): Promise<Map<number, number>> {
+    const response = await this.engine.execute("GetCapability", {
+      parameters: new TpmWriter().u32(TPM_CAP_TPM_PROPERTIES).u32(first).u32(count).toBuffer(),
+    });
+    const reader = response.parameters;
+    reader.u8(); // moreData
+    reader.u32(); // capability
+    const reported = reader.u32();
+    const properties = new Map<number, number>();
+    for (let i = 0; i < reported; i++) {
+      const tag = reader.u32();
+      properties.set(tag, reader.u32());
+    }
+    return properties;
+  }
+
   /** Part 3 §16.1 TPM2_GetRandom */
   async getRandom(bytes: number): Promise<Buffer> {
     const response = await this.engine.execute("GetRandom", {

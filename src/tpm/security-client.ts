@@ -7,6 +7,7 @@ import { parseActivationBlob } from "./activation-blob.js";
 import { TpmReader } from "./marshal.js";
 import { registrationIdFromEndorsementKey } from "./registration-id.js";
 import { ENDORSEMENT_KEY_TEMPLATE, STORAGE_ROOT_KEY_TEMPLATE } from "./templates.js";
+import { TPM_INFO_PROPERTIES, tpmInfoOf, type TpmInfo } from "./tpm-info.js";
 import { settle, type Callback } from "../common/callback.js";
 
 const TPM_RC_HANDLE = 0x08b;
@@ -94,6 +95,13 @@ export class TpmSecurityClient {
     return respond(
       this.engine.exclusive(() => this.sign(data)),
       callback,
+    );
+  }
+
+  /** Manufacturer, vendor string and firmware version, as far as the TPM reports them (read-only). */
+  getTpmInfo(): Promise<TpmInfo> {
+    return this.engine.exclusive(async () =>
+      tpmInfoOf(await this.tpm.getProperties(TPM_INFO_PROPERTIES.first, TPM_INFO_PROPERTIES.count)),
     );
   }
 

@@ -39,6 +39,12 @@ const FLOW_NODES = [
   "provisio-azure-twin-report",
 ];
 
+/** The end-of-line station's flow nodes: registered type, and the file name of their catalogue and icon. */
+const STATION_NODES = [
+  { type: "provisio-azure-tpm-identity", file: "azure-iot-tpm-identity" },
+  { type: "provisio-azure-dps-enrollment", file: "azure-iot-dps-enrollment" },
+];
+
 /**
  * Per node type: a field of its edit dialog with the value the imported demo gives it (a `select` is read by
  * the label of its chosen option), and a phrase from its help text (nodes/locales/en-US/<type>.html).
@@ -262,8 +268,11 @@ async function openEditor(page: Page, type: string, config: boolean): Promise<vo
       (nodeId) => RED.utils.getNodeLabel(RED.nodes.node(nodeId)!, nodeId),
       id,
     );
+    // Node-RED 4 has one sidebar (#red-ui-sidebar-content); Node-RED 5 has sections (.red-ui-sidebar-content).
     const entry = page
-      .locator("#red-ui-sidebar-content .red-ui-palette-node-config", { hasText: label })
+      .locator("#red-ui-sidebar-content, .red-ui-sidebar-content")
+      .locator(".red-ui-palette-node-config", { hasText: label })
+      .filter({ visible: true })
       .first();
     await entry.waitFor({ state: "visible", timeout: STEP_MS });
     await entry.dblclick();
@@ -362,16 +371,21 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     await tpm?.dispose().catch(() => undefined);
   });
 
-  it(`the palette shows our four flow nodes in "${CATEGORY}", with icons that load`, async () => {
+  it(`the palette shows our six flow nodes in "${CATEGORY}", with icons that load`, async () => {
     const header = page.locator(".red-ui-palette-header", { hasText: CATEGORY });
     await header.waitFor();
     const category = page.locator(".red-ui-palette-category", { has: header });
-    for (const type of FLOW_NODES) {
+    // The first nodes keep their catalogue under the node set's name, the station's under the type.
+    const paletteEntries = [
+      ...FLOW_NODES.map((type) => ({ type, file: nodeSetOf(type), key: nodeSetOf(type) })),
+      ...STATION_NODES.map(({ type, file }) => ({ type, file, key: type })),
+    ];
+    for (const { type, file, key } of paletteEntries) {
       const paletteNode = category.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
       await paletteNode.waitFor({ state: "visible" });
       assert.equal(
         normalise(await paletteNode.innerText()),
-        catalogueText(nodeSetOf(type), `${nodeSetOf(type)}.paletteLabel`),
+        catalogueText(file, `${key}.paletteLabel`),
         `${type}'s palette label`,
       );
       const iconStyle = await paletteNode.locator(".red-ui-palette-icon").getAttribute("style");
@@ -379,7 +393,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       assert.ok(iconUrl, `${type} has an icon in the palette`);
       assert.match(
         iconUrl,
-        new RegExp(`/${nodeSetOf(type)}\\.svg$`),
+        new RegExp(`/${file}\\.svg$`),
         `${type} uses its own icon, not Node-RED's fallback`,
       );
       const answer = await fetch(new URL(iconUrl, `${nodeRed!.url}/`));
@@ -389,7 +403,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     }
     assert.equal(
       await category.locator(".red-ui-palette-node").count(),
-      FLOW_NODES.length,
+      FLOW_NODES.length + STATION_NODES.length,
       `"${CATEGORY}" holds exactly our flow nodes`,
     );
     await header.scrollIntoViewIfNeeded();
@@ -414,8 +428,8 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     }
   });
 
-  it("Import > Examples lists our five example flows, and imports the end-to-end demo", async () => {
-    assert.equal(exampleNames.length, 5, "the repository has five example flows");
+  it("Import > Examples lists our seven example flows, and imports the end-to-end demo", async () => {
+    assert.equal(exampleNames.length, 7, "the repository has seven example flows");
     await page.locator("#red-ui-header-button-sidemenu").click();
     await page.locator("#menu-item-import").click();
     await page.locator("#red-ui-clipboard-dialog-import-tabs .red-ui-tab", { hasText: "Examples" }).click();
@@ -578,8 +592,15 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
       }
 
       await page.bringToFront();
-      // The sidebar shows pinned tabs (info, help, debug, ...) as icon buttons.
-      await page.locator("#red-ui-tab-debug-link-button").click();
+      // The sidebar shows pinned tabs (info, help, debug, ...) as icon buttons: a link in Node-RED 4, a
+      // button in the tab bar of Node-RED 5, where a click on the tab already in front hides it.
+      if ((await page.locator(".red-ui-debug-content").filter({ visible: true }).count()) === 0) {
+        await page
+          .locator("#red-ui-tab-debug-link-button")
+          .or(page.locator('button[data-tab-id="debug"]'))
+          .first()
+          .click();
+      }
       // The debug sidebar previews the payload object: { telemetryInterval: 7, $version: 2 }.
       const debugMessage = page
         .locator(".red-ui-debug-msg", { hasText: "node: desired properties" })

@@ -185,7 +185,7 @@ describe("device session against the emulator", () => {
       (d) => d.interval === 42,
       "twin with interval 42",
     );
-    // A twin link detached with an error makes the SDK run the whole connection down (hub-amqp-protocol.md
+    // A twin link detached with an error makes the SDK run the whole connection down (docs/hub-amqp-protocol.md
     // §6.2). (faults.dropConnection would test a TCP drop, but the emulator keeps a heartbeat timer of the
     // dropped connection alive, so this file would not exit; reported to the emulator's authors.)
     assert.equal(emulator.hub.faults.detachLink(hub, registrationId, "twin"), true);

@@ -163,7 +163,7 @@ const fromHttpTransport = createRequire(require.resolve("azure-iot-provisioning-
 const { Amqp: AmqpBase } = fromAmqpTransport("azure-iot-amqp-base") as typeof import("azure-iot-amqp-base");
 const { Http: HttpBase } = fromHttpTransport("azure-iot-http-base") as typeof import("azure-iot-http-base");
 
-/** dps-protocol.md §1.1: an amqp base that adds the CA to every connect (SAS and TPM). */
+/** docs/dps-protocol.md §1.1: an amqp base that adds the CA to every connect (SAS and TPM). */
 class TrustingAmqpBase extends AmqpBase {
   constructor(private readonly ca: string) {
     super(true);
@@ -184,7 +184,7 @@ export interface SdkEndpoint {
   transport: Amqp | Http | Mqtt | AmqpWs | MqttWs;
 }
 
-/** The WebSocket transports: always wss://{host}:443/$iothub/websocket (dps-protocol.md §1). */
+/** The WebSocket transports: always wss://{host}:443/$iothub/websocket (docs/dps-protocol.md §1). */
 export function sdkWebSocketEndpoint(
   host: string,
   ca: string,

@@ -65,12 +65,20 @@ async function connected(session: DeviceSession): Promise<void> {
 
 describe("fault suite: DeviceSession against the emulator", () => {
   let world: FaultWorld;
+  /** What rhea prints by itself (console.warn "[connection-N] disconnected ...") when nobody heard an event. */
+  const stray: string[] = [];
+  const warn = console.warn;
 
   before(async () => {
+    console.warn = (...args: unknown[]) => {
+      stray.push(args.map(String).join(" "));
+      warn(...args);
+    };
     world = await FaultWorld.start();
   });
 
   after(async () => {
+    console.warn = warn;
     await world?.close();
   });
 
@@ -138,5 +146,12 @@ describe("fault suite: DeviceSession against the emulator", () => {
       await revived?.stop();
       await tpm.dispose();
     }
+  });
+
+  it("printed no connection noise of its own outside a logger through all of it", () => {
+    assert.deepEqual(
+      stray.filter((line) => /\[connection-\d+\]/.test(line)),
+      [],
+    );
   });
 });

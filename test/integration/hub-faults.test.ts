@@ -224,7 +224,7 @@ describe("IoT Hub emulator faults and limits", () => {
 
   it("keeps one AMQP connection per device client", () => {
     // detach-1 is left out: after a link error a telemetry-only SDK client runs its connection down and only
-    // reconnects on its next operation (hub-amqp-protocol.md §6.2).
+    // reconnects on its next operation (docs/hub-amqp-protocol.md §6.2).
     const connected = [
       "drop-1",
       "detach-twin",

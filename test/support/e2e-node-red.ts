@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { requireFromNodeRed } from "./node-red-install.js";
 
 const READY_LINE = "Started flows";
 const STOP_GRACE_MS = 10_000;
@@ -113,7 +114,13 @@ export async function startNodeRed(options: NodeRedOptions): Promise<NodeRedProc
 
   const child = spawn(
     process.execPath,
-    [require.resolve("node-red/red.js"), "--userDir", userDir, "--settings", join(userDir, "settings.js")],
+    [
+      requireFromNodeRed.resolve("node-red/red.js"),
+      "--userDir",
+      userDir,
+      "--settings",
+      join(userDir, "settings.js"),
+    ],
     { env, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
   let output = "";

@@ -32,14 +32,22 @@ export interface ProvisionedDevice {
  * emulator's DPS MQTT endpoint with the unmodified provisioning client (callback form, which its typings
  * describe best).
  */
-export async function provisionGroupDevice(
+export function provisionGroupDevice(
   emulator: Emulator,
   groupKey: string,
   registrationId: string,
 ): Promise<ProvisionedDevice> {
+  return provisionSymmetricKeyDevice(emulator, deriveDeviceKey(groupKey, registrationId), registrationId);
+}
+
+/** Registers `registrationId` with its own symmetric key (an individual enrollment), like provisionGroupDevice. */
+export async function provisionSymmetricKeyDevice(
+  emulator: Emulator,
+  deviceKey: string,
+  registrationId: string,
+): Promise<ProvisionedDevice> {
   const mqttBase = new MqttBase();
   mqttBase.setOptions({ ca: emulator.caPem });
-  const deviceKey = deriveDeviceKey(groupKey, registrationId);
   const provisioning = ProvisioningDeviceClient.create(
     emulator.endpoints.dps.mqtt,
     emulator.idScope,

@@ -8,11 +8,11 @@ import provisionNode from "../../src/nodes/azure-iot-provision.js";
 import telemetryNode from "../../src/nodes/azure-iot-telemetry.js";
 import twinInNode from "../../src/nodes/azure-iot-twin-in.js";
 import twinReportNode from "../../src/nodes/azure-iot-twin-report.js";
+import { requireFromNodeRed } from "./node-red-install.js";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const catchNode = require("@node-red/nodes/core/common/25-catch.js") as unknown;
+const catchNode = requireFromNodeRed("@node-red/nodes/core/common/25-catch.js") as unknown;
 
-helper.init(require.resolve("node-red"));
+helper.init(requireFromNodeRed.resolve("node-red"));
 
 export const allNodes = [
   dpsNode,

@@ -19,6 +19,8 @@ export interface TestPki {
   serverKey: string;
   /** A client certificate with CN = commonName, signed by the CA (or self-signed on request). */
   issueClientCert(commonName: string, options?: { selfSigned?: boolean }): IssuedCertificate;
+  /** A server certificate for an IP address of its own (tests that need port 443 on another loopback address). */
+  issueServerCertForIp(ip: string): { cert: string; key: string };
 }
 
 function newKeyPair(): {
@@ -100,6 +102,19 @@ export function createTestPki(): TestPki {
       ]);
       cert.sign(options.selfSigned ? keys.privateKey : caKeys.privateKey, forge.md.sha256.create());
       return { cert: forge.pki.certificateToPem(cert), key: keys.privateKeyPem, ...thumbprints(cert) };
+    },
+    issueServerCertForIp(ip) {
+      const keys = newKeyPair();
+      const cert = baseCertificate(keys.publicKey, ip);
+      cert.setIssuer(ca.subject.attributes);
+      cert.setExtensions([
+        { name: "basicConstraints", cA: false },
+        { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
+        { name: "extKeyUsage", serverAuth: true },
+        { name: "subjectAltName", altNames: [{ type: 7, ip }] },
+      ]);
+      cert.sign(caKeys.privateKey, forge.md.sha256.create());
+      return { cert: forge.pki.certificateToPem(cert), key: keys.privateKeyPem };
     },
   };
 }

@@ -44,7 +44,7 @@ describe("DPS registration token check", () => {
   const now = 1_800_000_000;
 
   it("accepts the SDK's raw-sr symmetric key token and the TPM's encoded-sr token", async () => {
-    // Symmetric key SDK token: sr NOT url-encoded (dps-protocol.md §6.1).
+    // Symmetric key SDK token: sr NOT url-encoded (docs/dps-protocol.md §6.1).
     const raw = `0ne00000001/registrations/dev-1`;
     const sig = encodeURIComponent(sign(Buffer.from(`${raw}\n${now + 60}`)).toString("base64"));
     const skToken = `SharedAccessSignature sr=${raw}&sig=${sig}&skn=registration&se=${now + 60}`;

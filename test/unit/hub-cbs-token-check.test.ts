@@ -3,7 +3,11 @@ import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { buildSasToken, encodeUriComponentStrict, hmacSha256 } from "../../src/common/sas.js";
-import { checkPutToken, type PutTokenContext } from "../../src/emulator/hub/cbs-token-check.js";
+import {
+  checkPutToken,
+  checkServicePutToken,
+  type PutTokenContext,
+} from "../../src/emulator/hub/cbs-token-check.js";
 import type { HubDeviceRecord } from "../../src/emulator/hub/types.js";
 
 const NOW_MS = 1_800_000_000_000;
@@ -104,5 +108,49 @@ describe("CBS put-token check", () => {
       401,
     );
     assert.equal(checkPutToken({ ...base, token: "Bearer abc" }, context).status, 401);
+  });
+});
+
+describe("service put-token (hub-scoped shared access policy)", () => {
+  const policyKey = randomBytes(32).toString("base64");
+  const serviceContext = {
+    hostNames: ["hub-a.azure-devices.net", "localhost"],
+    port: 15671,
+    policies: [{ keyName: "iothubowner", key: policyKey }],
+    nowMs: NOW_MS,
+  };
+  const policyToken = (resource: string, keyName: string, key: string, expiry = NOW_MS / 1000 + 600) =>
+    buildSasToken(resource, expiry, (data) => hmacSha256(Buffer.from(key, "base64"), data), keyName);
+  const serviceRequest = (name: string, token: string) => ({
+    operation: "put-token",
+    type: "servicebus.windows.net:sastoken",
+    name,
+    token,
+  });
+
+  it("grants a token for a served hub signed with a known policy, host:port audiences included", async () => {
+    const ok = checkServicePutToken(
+      serviceRequest("localhost:15671", await policyToken("localhost:15671", "iothubowner", policyKey)),
+      serviceContext,
+    );
+    assert.equal(ok.status, 200);
+    assert.equal((ok as { hubHostName: string }).hubHostName, "localhost");
+  });
+
+  it("refuses another key, an unknown policy, another hub, an expired token and a device token", async () => {
+    const otherKey = randomBytes(32).toString("base64");
+    const cases: Array<[string, string]> = [
+      ["localhost", await policyToken("localhost", "iothubowner", otherKey)],
+      ["localhost", await policyToken("localhost", "registryRead", policyKey)],
+      ["other.azure-devices.net", await policyToken("other.azure-devices.net", "iothubowner", policyKey)],
+      ["localhost", await policyToken("localhost", "iothubowner", policyKey, NOW_MS / 1000 - 1)],
+    ];
+    for (const [name, token] of cases) {
+      assert.equal(checkServicePutToken(serviceRequest(name, token), serviceContext).status, 401, name);
+    }
+    const deviceToken = await buildSasToken("localhost", NOW_MS / 1000 + 600, (data) =>
+      hmacSha256(Buffer.from(policyKey, "base64"), data),
+    );
+    assert.equal(checkServicePutToken(serviceRequest("localhost", deviceToken), serviceContext).status, 401);
   });
 });

@@ -1,7 +1,7 @@
 // Server-side SASL mechanisms of the DPS AMQP endpoint (rhea's mechanism contract: start(initial, hostname)
 // and step(response) return a challenge or undefined; `outcome` true/false ends the exchange).
 //   PLAIN: symmetric key devices; username "{idScope}/registrations/{registrationId}", password = SAS token.
-//   TPM:   the DPS custom mechanism, dps-protocol.md §3.5 (EK in, SRK request, activation blob out in
+//   TPM:   the DPS custom mechanism, docs/dps-protocol.md §3.5 (EK in, SRK request, activation blob out in
 //          400-byte segments, TPM-signed SAS token back).
 //   ANONYMOUS: offered so rhea also accepts clients that send no SASL header at all (X.509 devices).
 import { randomBytes } from "node:crypto";
@@ -19,6 +19,8 @@ export interface DpsSaslMechanism {
 }
 
 const REGISTRATION_ADDRESS = /^([^/]+)\/registrations\/([^/]+)$/;
+/** The C SDK prefixes its link addresses with the host it connected to (docs/dps-protocol.md §3.3). */
+const AMQPS_PREFIX = /^amqps:\/\/[^/]+\//i;
 
 /** "{idScope}/registrations/{registrationId}" for this DPS, or undefined. */
 export function parseRegistrationAddress(
@@ -28,6 +30,18 @@ export function parseRegistrationAddress(
   const match = REGISTRATION_ADDRESS.exec(address ?? "");
   if (!match || !service.isOwnScope(match[1])) return undefined;
   return { registrationId: match[2] };
+}
+
+/**
+ * A register link's address: the Node SDK's "{idScope}/registrations/{registrationId}" or the C SDK's
+ * "amqps://{host}/{idScope}/registrations/{registrationId}". The host is the name the device dialled (the
+ * global endpoint or a custom one), so only the scope is checked.
+ */
+export function parseRegistrationLinkAddress(
+  service: RegistrationService,
+  address: string | undefined,
+): { registrationId: string } | undefined {
+  return parseRegistrationAddress(service, (address ?? "").replace(AMQPS_PREFIX, ""));
 }
 
 type Log = (message: string) => void;
@@ -86,7 +100,7 @@ export class AnonymousMechanism implements DpsSaslMechanism {
   }
 }
 
-// dps-protocol.md §3.5: 400 data bytes per segment (SASL frames must fit 512 bytes before negotiation),
+// docs/dps-protocol.md §3.5: 400 data bytes per segment (SASL frames must fit 512 bytes before negotiation),
 // control byte 0x80|seq for an interim segment and 0xC0|seq for the last one.
 const SEGMENT_BYTES = 400;
 const INTERIM_SEGMENT = 0x80;

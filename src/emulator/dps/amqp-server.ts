@@ -1,6 +1,6 @@
 // DPS over AMQP 1.0 (amqps): SASL PLAIN / TPM / none (X.509), the register and operation-status requests on
-// the "{idScope}/registrations/{registrationId}" links, answers as data-section JSON with the request's
-// correlation id (dps-protocol.md §3).
+// the "[amqps://{host}/]{idScope}/registrations/{registrationId}" links, answers as data-section JSON with the request's
+// correlation id (docs/dps-protocol.md §3).
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import {
@@ -15,7 +15,7 @@ import {
 } from "rhea";
 import {
   AnonymousMechanism,
-  parseRegistrationAddress,
+  parseRegistrationLinkAddress,
   PlainMechanism,
   TpmMechanism,
   type DpsSaslMechanism,
@@ -26,7 +26,7 @@ import type { DeviceIdentity, RegistrationService } from "./registration-service
 import type { DpsTls, Listener } from "./listener.js";
 import { listen, peerChain } from "./listener.js";
 
-// dps-protocol.md §3.4
+// docs/dps-protocol.md §3.4
 const OPERATION_TYPE = "iotdps-operation-type";
 const OPERATION_ID = "iotdps-operation-id";
 const REGISTER = "iotdps-register";
@@ -81,7 +81,7 @@ export async function startAmqpServer(options: {
     context: EventContext,
     address: string | undefined,
   ): { registrationId: string } | DpsError => {
-    const parsed = parseRegistrationAddress(service, address);
+    const parsed = parseRegistrationLinkAddress(service, address);
     if (!parsed) return new DpsError(404, 404001, "unknown link address");
     const state = stateOf(context.connection);
     if (!state.identity) {

@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { parseSasToken, sasSignatureMatches } from "../../common/sas.js";
 import { unauthorized, type DpsError } from "./errors.js";
 
-/** skn DPS devices use for registration tokens (dps-protocol.md §6.1/§6.2). */
+/** skn DPS devices use for registration tokens (docs/dps-protocol.md §6.1/§6.2). */
 const REGISTRATION_KEY_NAME = "registration";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: DpsError };
@@ -38,13 +38,16 @@ export function verifyRegistrationToken(
 
 export { deriveDeviceKey } from "../../common/group-key.js";
 
-/** Reads a certificate given as PEM or as base64 DER (both are accepted by the service API). */
+/**
+ * Reads a certificate given as PEM, as base64 DER, or as base64 of a PEM text (all three are accepted by the
+ * service API; the official SDK tests send the last form).
+ */
 export function parseCertificate(text: string): X509Certificate {
   const trimmed = text.trim();
-  const pem = trimmed.startsWith("-----BEGIN")
-    ? trimmed
-    : `-----BEGIN CERTIFICATE-----\n${trimmed}\n-----END CERTIFICATE-----`;
-  return new X509Certificate(pem);
+  if (trimmed.startsWith("-----BEGIN")) return new X509Certificate(trimmed);
+  const decoded = Buffer.from(trimmed, "base64").toString("latin1").trim();
+  if (decoded.startsWith("-----BEGIN")) return new X509Certificate(decoded);
+  return new X509Certificate(`-----BEGIN CERTIFICATE-----\n${trimmed}\n-----END CERTIFICATE-----`);
 }
 
 /** Upper-case hex thumbprints as IoT Hub and DPS show them. */

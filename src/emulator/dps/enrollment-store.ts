@@ -100,6 +100,9 @@ export class EnrollmentStore {
     if (!existing) return false;
     checkEtag(existing.etag, ifMatch);
     this.individual.delete(key(registrationId));
+    // Azure deletes the enrollment's registration record with it: enrolling again starts afresh.
+    const registration = this.registrations.get(key(registrationId));
+    if (registration && !registration.enrollmentGroupId) this.registrations.delete(key(registrationId));
     this.save();
     return true;
   }

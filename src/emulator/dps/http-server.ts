@@ -1,4 +1,4 @@
-// DPS over HTTPS (REST api-version 2019-03-31 as the device SDKs use it, dps-protocol.md §4):
+// DPS over HTTPS (REST api-version 2019-03-31 as the device SDKs use it, docs/dps-protocol.md §4):
 //   PUT /{idScope}/registrations/{registrationId}/register
 //   GET /{idScope}/registrations/{registrationId}/operations/{operationId}
 // Symmetric key: Authorization SAS. X.509: TLS client certificate. TPM: an unauthenticated PUT with the EK and
@@ -13,7 +13,7 @@ import type { DeviceIdentity, RegistrationService } from "./registration-service
 import { acceptWebSocket } from "./websocket.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
-// dps-protocol.md §1: AmqpWs and MqttWs connect to wss://{host}:443/$iothub/websocket.
+// docs/dps-protocol.md §1: AmqpWs and MqttWs connect to wss://{host}:443/$iothub/websocket.
 const WEBSOCKET_PATH = "/$iothub/websocket";
 export type WebSocketProtocol = "AMQPWSB10" | "mqtt";
 const ROUTE = /^\/([^/]+)\/registrations\/([^/]+)\/(?:(register)|operations\/([^/]+))$/;
@@ -35,6 +35,11 @@ export async function startHttpServer(options: {
   log: (message: string) => void;
   /** AmqpWs / MqttWs on this port (path /$iothub/websocket), by WebSocket subprotocol. */
   webSockets?: Partial<Record<WebSocketProtocol, (stream: Duplex, tlsSocket: TLSSocket) => void>>;
+  /**
+   * Serves the requests that are not the device API's, when another API shares this port (as Azure's
+   * service API shares 443 under its own host name); without it they are answered 404.
+   */
+  otherRequests?: (req: IncomingMessage, res: ServerResponse) => void;
 }): Promise<Listener> {
   const { service, log } = options;
   // TPM challenges by lower-case registration id: the session key signs the register PUT and the polls.
@@ -127,6 +132,10 @@ export async function startHttpServer(options: {
       rejectUnauthorized: false,
     },
     (req, res) => {
+      if (options.otherRequests && !isDeviceApiPath(req, service)) {
+        options.otherRequests(req, res);
+        return;
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       let tooLarge = false;
@@ -176,6 +185,13 @@ export async function startHttpServer(options: {
   return listen(server, options.host, options.port, "HTTPS", log);
 }
 
+/** "/{own idScope}/registrations/..." : the device API's part of a shared port. */
+function isDeviceApiPath(req: IncomingMessage, service: RegistrationService): boolean {
+  const path = new URL(req.url ?? "/", "https://dps.invalid").pathname;
+  const scope = /^\/([^/]+)\/registrations\//.exec(path)?.[1];
+  return scope !== undefined && service.isOwnScope(safeDecode(scope));
+}
+
 function rememberSession(sessions: Map<string, TpmSession>, key: string, session: TpmSession): void {
   const oldest = Date.now() - TPM_SESSION_TTL_MS;
   for (const [id, s] of sessions) {
@@ -194,7 +210,7 @@ function safeDecode(text: string): string {
   }
 }
 
-/** Every answer is JSON: the SDK crashes on a 2xx without a JSON content type (dps-protocol.md §2.1). */
+/** Every answer is JSON: the SDK crashes on a 2xx without a JSON content type (docs/dps-protocol.md §2.1). */
 function sendJson(
   res: ServerResponse,
   status: number,

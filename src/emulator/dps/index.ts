@@ -1,5 +1,6 @@
 // Local Azure IoT Hub Device Provisioning Service: AMQP (SASL PLAIN / TPM / X.509), HTTPS and MQTT front ends
 // over one registration service, an enrollment store and the IoT hub emulator's registry.
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { startAmqpServer } from "./amqp-server.js";
 import { EnrollmentStore } from "./enrollment-store.js";
 import { startHttpServer } from "./http-server.js";
@@ -37,6 +38,8 @@ export interface DpsOptions extends RegistrationServiceOptions {
   mqttPort?: number;
   /** Front ends to start. Default: all three. */
   transports?: { amqp?: boolean; https?: boolean; mqtt?: boolean };
+  /** Another HTTPS API sharing the HTTPS port: gets every request outside the device API's paths. */
+  otherHttpsRequests?: (req: IncomingMessage, res: ServerResponse) => void;
   /** Receives one line per refused connection or failed request (never keys or tokens). */
   log?: (message: string) => void;
 }
@@ -90,6 +93,7 @@ export async function startDps(options: DpsOptions): Promise<Dps> {
       const https = await startHttpServer({
         ...common,
         port: options.httpsPort ?? 0,
+        ...(options.otherHttpsRequests ? { otherRequests: options.otherHttpsRequests } : {}),
         // The WebSocket transports always use port 443: served here when this listener has that port.
         webSockets: {
           ...(amqp ? { AMQPWSB10: amqp.acceptStream } : {}),

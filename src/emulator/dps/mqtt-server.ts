@@ -1,4 +1,4 @@
-// DPS over MQTT 3.1.1 (mqtts), dps-protocol.md §5: not a broker, only the $dps request/response topics.
+// DPS over MQTT 3.1.1 (mqtts), docs/dps-protocol.md §5: not a broker, only the $dps request/response topics.
 //   CONNECT  clientId = registrationId, username "{idScope}/registrations/{registrationId}/api-version=…",
 //            password = SAS token (symmetric key) or none (X.509 client certificate). No TPM over MQTT.
 //   PUBLISH  $dps/registrations/PUT/iotdps-register/?$rid={rid}
@@ -204,7 +204,7 @@ function handleRequest(
   }
 }
 
-/** The device decodes MQTT payloads as ASCII (dps-protocol.md §5.2): escape everything else as \uXXXX. */
+/** The device decodes MQTT payloads as ASCII (docs/dps-protocol.md §5.2): escape everything else as \uXXXX. */
 function asciiJson(value: unknown): string {
   return JSON.stringify(value).replace(
     /[\u0080-\uffff]/g,

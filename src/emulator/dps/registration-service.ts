@@ -436,6 +436,9 @@ export class RegistrationService {
       substatus = "deviceDataReset";
       twin = seedFromInitialTwin(initialTwin) ?? { tags: {}, properties: { desired: {} } };
     }
+    // A device deleted from its hub since is created again, with the initial twin like a new one.
+    if (!twin && !this.hubs.registry.getDevice(hubHostName, deviceId))
+      twin = seedFromInitialTwin(initialTwin);
 
     // TPM: the device's hub key travels to it inside a fresh activation blob; built before anything is
     // written so a failure leaves the hub as it was.

@@ -1,5 +1,5 @@
 // Server side of WebSockets (RFC 6455), just what the device SDKs' AmqpWs and MqttWs transports need:
-// the upgrade handshake with a subprotocol (AMQPWSB10 or mqtt, dps-protocol.md §1) and binary frames,
+// the upgrade handshake with a subprotocol (AMQPWSB10 or mqtt, docs/dps-protocol.md §1) and binary frames,
 // presented as a byte stream so the AMQP and MQTT servers can treat it like their TLS sockets.
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";

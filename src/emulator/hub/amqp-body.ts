@@ -1,4 +1,4 @@
-// Reading and writing message bodies and ids the way the device SDK encodes them (hub-amqp-protocol.md §3.2).
+// Reading and writing message bodies and ids the way the device SDK encodes them (docs/hub-amqp-protocol.md §3.2).
 import { message as rheaMessage, uuid_to_string, type Message } from "rhea";
 
 /** The bytes of a data section (or sections), an amqp-value string or binary; empty when absent. */

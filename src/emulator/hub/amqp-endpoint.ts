@@ -1,8 +1,9 @@
-// The device-facing AMQP endpoint of the emulated IoT Hub: TLS without SASL, the rhea container and its events,
-// and routing each attached link and each message to the part that serves it (hub-amqp-protocol.md §1-§5, §8).
+// The device-facing AMQP endpoint of the emulated IoT Hub: TLS with optional SASL, the rhea container and its events,
+// and routing each attached link and each message to the part that serves it (docs/hub-amqp-protocol.md §1-§5, §8).
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Server as TlsServer, TLSSocket } from "node:tls";
 import {
   create_container,
@@ -23,32 +24,47 @@ import {
   remoteOpen,
   settle,
 } from "./amqp-wire.js";
+import { offerHubSaslMechanisms } from "./amqp-sasl.js";
 import { C2dDispatch, type C2dOutcome } from "./c2d-dispatch.js";
 import { CbsLinks } from "./cbs-link.js";
+import { servedHubName } from "./cbs-token-check.js";
 import { DeviceConnections, type ConnectionState } from "./device-connections.js";
 import type { DesiredChange, DeviceStore } from "./device-store.js";
 import { FaultInjection } from "./fault-injection.js";
-import { directionAllowed, parseLinkAddress } from "./link-address.js";
+import { directionAllowed, parseLinkAddress, type ServiceLinkKind } from "./link-address.js";
 import { LinkAuthorizer, peerCertificateInfo } from "./link-authorization.js";
 import { drainOutbox, newLinkState, roleFor } from "./link-state.js";
 import { MethodInvoker } from "./method-invoker.js";
-import type { TelemetryLog } from "./telemetry.js";
+import { ServiceC2dReceiver } from "./service-c2d.js";
+import { ServiceFeedback } from "./service-feedback.js";
+import { MAX_TELEMETRY_BYTES, type TelemetryLog } from "./telemetry.js";
+import { BATCH_MESSAGE_FORMAT } from "./telemetry-batch.js";
 import { TelemetryReceiver } from "./telemetry-link.js";
 import { TimerSet } from "./timer-set.js";
 import { TwinLinks } from "./twin-link.js";
 import type { CloudToDeviceMessage, FaultLink, MethodRequest } from "./types.js";
 
-/** OPEN values a Microsoft AMQP stack advertises (hub-amqp-protocol.md §1.4): heartbeat and 64 KB frames. */
+/** OPEN values a Microsoft AMQP stack advertises (docs/hub-amqp-protocol.md §1.4): heartbeat and 64 KB frames. */
 const IDLE_TIME_OUT_MS = 240_000;
 const MAX_FRAME_SIZE = 65_536;
 /** Link credit granted to device sender links (rhea's default, as in the verified probe). */
 const CREDIT_WINDOW = 1000;
+/**
+ * max-message-size announced on every ATTACH: IoT Hub's 256 KB message limit. The C SDK sizes its telemetry
+ * batches by it and refuses to send when the hub announces none (docs/hub-amqp-protocol.md §3.4).
+ */
+const MAX_MESSAGE_SIZE = MAX_TELEMETRY_BYTES;
 
 export interface EndpointOptions {
   host: string;
   port: number;
   tls: { key: string; cert: string; clientCa?: string[] };
   hostNames: string[];
+  /** Shared access policies of the service side. */
+  servicePolicies?: { keyName: string; key: string }[];
+  /** Where the C2D queues are kept across restarts. */
+  c2dFile?: string;
+  c2dLockTimeoutMs?: number;
 }
 
 /** One TLS listener for all hub host names; it owns the connections, the per-link handlers and the fault counters. */
@@ -58,12 +74,18 @@ export class AmqpEndpoint {
   private readonly timers = new TimerSet();
   private readonly connections: DeviceConnections;
   private readonly authorizer: LinkAuthorizer;
-  private readonly faults: FaultInjection;
+  /** Shared with the hub's other transports (MQTT, HTTPS): one set of fault counters. */
+  readonly faults: FaultInjection;
   private readonly cbs: CbsLinks;
   private readonly telemetryReceiver: TelemetryReceiver;
   private readonly twins: TwinLinks;
-  private readonly c2d: C2dDispatch;
-  private readonly methods: MethodInvoker;
+  /** Shared with the hub's other transports: one C2D queue per device, one set of pending method calls. */
+  readonly c2d: C2dDispatch;
+  readonly methods: MethodInvoker;
+  private readonly feedback: ServiceFeedback;
+  private readonly serviceC2d: ServiceC2dReceiver;
+  /** The TLS socket under each connection that arrived as a stream (AMQP over WebSocket). */
+  private readonly streamSockets = new WeakMap<Connection, TLSSocket>();
   boundPort = 0;
 
   constructor(
@@ -75,12 +97,28 @@ export class AmqpEndpoint {
     this.connections = new DeviceConnections(this.timers, events);
     this.authorizer = new LinkAuthorizer(store, options.hostNames, this.connections);
     this.faults = new FaultInjection(this.connections);
-    this.cbs = new CbsLinks(options.hostNames, () => this.boundPort, store, this.connections, this.faults);
+    this.cbs = new CbsLinks(
+      options.hostNames,
+      () => this.boundPort,
+      store,
+      this.connections,
+      this.faults,
+      options.servicePolicies ?? [],
+    );
     this.telemetryReceiver = new TelemetryReceiver(store, telemetry, this.faults, this.timers, events);
     this.twins = new TwinLinks(store, this.connections, events);
-    this.c2d = new C2dDispatch(store, this.connections, events);
+    this.feedback = new ServiceFeedback(this.connections, (hub, deviceId) =>
+      store.generationId(hub, deviceId),
+    );
+    this.c2d = new C2dDispatch(store, this.connections, events, this.timers, {
+      ...(options.c2dFile ? { file: options.c2dFile } : {}),
+      ...(options.c2dLockTimeoutMs !== undefined ? { lockTimeoutMs: options.c2dLockTimeoutMs } : {}),
+      onFeedback: (hub, deviceId, entry, outcome) => this.feedback.record(hub, deviceId, entry, outcome),
+    });
+    this.serviceC2d = new ServiceC2dReceiver(this.c2d);
     this.methods = new MethodInvoker(store, this.connections, this.timers);
     this.container = create_container({ id: `provisio-iothub-${randomUUID()}` });
+    offerHubSaslMechanisms(this.container);
     this.wireContainer();
   }
 
@@ -120,6 +158,21 @@ export class AmqpEndpoint {
       });
     });
     this.boundPort = (server.address() as AddressInfo).port;
+  }
+
+  /** Serves an AMQP byte stream carried another way (AMQP over WebSocket); `tlsSocket` is the TLS socket under it. */
+  acceptStream(stream: Duplex, tlsSocket: TLSSocket): void {
+    const connection = this.container.create_connection({
+      autoaccept: false,
+      credit_window: CREDIT_WINDOW,
+      idle_time_out: IDLE_TIME_OUT_MS,
+      max_frame_size: MAX_FRAME_SIZE,
+      container_id: this.container.id,
+    } as unknown as Parameters<Container["create_connection"]>[0]) as Connection & {
+      accept(socket: Duplex): void;
+    };
+    this.streamSockets.set(connection, tlsSocket);
+    connection.accept(stream);
   }
 
   async close(): Promise<void> {
@@ -269,7 +322,8 @@ export class AmqpEndpoint {
     };
     const openHostName = remoteOpen(connection).hostname;
     if (typeof openHostName === "string") state.openHostName = openHostName;
-    const socket = connection.get_tls_socket() as TLSSocket | undefined;
+    const socket = (connection.get_tls_socket() ?? this.streamSockets.get(connection)) as
+      TLSSocket | undefined;
     const peer = peerCertificateInfo(socket, (this.options.tls.clientCa?.length ?? 0) > 0);
     if (peer) state.peer = peer;
     this.connections.add(state);
@@ -296,6 +350,7 @@ export class AmqpEndpoint {
     const attach = remoteAttach(link);
     link.set_target({ address: attach.target?.address } as TerminusOptions);
     link.set_source((attach.source ?? {}) as Source);
+    localAttach(link).max_message_size = MAX_MESSAGE_SIZE;
     this.attach(context.connection, link, attach.target?.address, true);
   }
 
@@ -306,6 +361,7 @@ export class AmqpEndpoint {
     const attach = remoteAttach(link);
     link.set_source({ address: attach.source?.address } as Source);
     link.set_target((attach.target ?? {}) as TerminusOptions);
+    localAttach(link).max_message_size = MAX_MESSAGE_SIZE;
     // The twin receiver asks for settled transfers (snd-settle-mode 1); echo it (§1.6, pitfall 9).
     if (attach.snd_settle_mode !== undefined) localAttach(link).snd_settle_mode = attach.snd_settle_mode;
     this.attach(context.connection, link, attach.source?.address, false);
@@ -344,11 +400,26 @@ export class AmqpEndpoint {
       });
       return;
     }
+    if (!("deviceId" in parsed)) {
+      this.attachServiceLink(state, link, parsed, channelCorrelationId, String(address));
+      return;
+    }
     const authorization = this.authorizer.authorize(state, parsed.deviceId);
     if (!authorization) {
       closeLink(link, {
         condition: Condition.unauthorized,
         description: `The connection is not authorized for device ${parsed.deviceId}.`,
+      });
+      return;
+    }
+    const namedHub =
+      parsed.hubHost === undefined
+        ? undefined
+        : servedHubName(parsed.hubHost, { hostNames: this.options.hostNames, port: this.boundPort });
+    if (parsed.hubHost !== undefined && namedHub?.toLowerCase() !== authorization.hubHostName.toLowerCase()) {
+      closeLink(link, {
+        condition: Condition.notFound,
+        description: `The link address ${String(address)} names another IoT hub.`,
       });
       return;
     }
@@ -362,6 +433,32 @@ export class AmqpEndpoint {
       this.methods.linkAttached(authorization.hubHostName, authorization.deviceId);
   }
 
+  /** A service client's link: allowed once a policy token for the hub the address names was put. */
+  private attachServiceLink(
+    state: ConnectionState,
+    link: Sender | Receiver,
+    parsed: { kind: ServiceLinkKind; hubHost?: string },
+    channelCorrelationId: unknown,
+    address: string,
+  ): void {
+    const service = state.service && state.service.expiresAtMs > Date.now() ? state.service : undefined;
+    const namedHub =
+      parsed.hubHost === undefined
+        ? service?.hubHostName
+        : servedHubName(parsed.hubHost, { hostNames: this.options.hostNames, port: this.boundPort });
+    if (!service || namedHub?.toLowerCase() !== service.hubHostName.toLowerCase()) {
+      closeLink(link, {
+        condition: Condition.unauthorized,
+        description: `The connection is not authorized for ${address}.`,
+      });
+      return;
+    }
+    const linkState = newLinkState(link, parsed.kind, channelCorrelationId);
+    linkState.hubHostName = service.hubHostName;
+    state.links.set(link, linkState);
+    if (parsed.kind === "service-feedback") setImmediate(() => this.feedback.flush(service.hubHostName));
+  }
+
   private onMessage(context: EventContext): void {
     const state = this.connections.get(context.connection);
     const receiver = context.receiver;
@@ -371,6 +468,19 @@ export class AmqpEndpoint {
     if (!state || !linkState || !delivery || !message) {
       if (delivery)
         settle(delivery, "reject", { condition: Condition.notAllowed, description: "Unexpected message." });
+      return;
+    }
+    // rhea hands over a transfer of another message-format undecoded, as bytes (only batches are known).
+    const format = (context as { format?: unknown }).format;
+    if (typeof format === "number" && format !== 0) {
+      if (linkState.role === "telemetry" && format === BATCH_MESSAGE_FORMAT && Buffer.isBuffer(message)) {
+        this.telemetryReceiver.onBatch(state, linkState, delivery, message);
+      } else {
+        settle(delivery, "reject", {
+          condition: Condition.notImplemented,
+          description: `Message format ${format} is not supported on this link.`,
+        });
+      }
       return;
     }
     switch (linkState.role) {
@@ -390,6 +500,9 @@ export class AmqpEndpoint {
         settle(delivery, "accept");
         this.methods.onMethodResponse(message);
         return;
+      case "service-c2d":
+        this.serviceC2d.onMessage(state, delivery, message);
+        return;
       default:
         settle(delivery, "reject", { condition: Condition.notAllowed, description: "Unexpected message." });
     }
@@ -404,10 +517,13 @@ export class AmqpEndpoint {
     if (linkState.role === "c2d" && linkState.hubHostName && linkState.deviceId) {
       this.c2d.flush(linkState.hubHostName, linkState.deviceId);
     }
+    if (linkState.role === "service-feedback" && linkState.hubHostName)
+      this.feedback.flush(linkState.hubHostName);
   }
 
   private onC2dOutcome(context: EventContext, outcome: C2dOutcome): void {
     this.c2d.onOutcome(context.delivery, outcome);
+    this.feedback.onOutcome(context.delivery, outcome === "completed");
   }
 
   private onLinkClosed(context: EventContext): void {
@@ -421,6 +537,7 @@ export class AmqpEndpoint {
     if (!linkState) return;
     state.links.delete(link);
     if (linkState.role === "c2d") this.c2d.linkClosed(linkState);
+    if (linkState.role === "service-feedback") this.feedback.linkClosed(linkState);
   }
 
   private connectionEnded(state: ConnectionState): void {

@@ -2,12 +2,14 @@
 // ways to settle deliveries, close links and abort sockets.
 import type { AmqpError, Connection, Delivery, Message, Receiver, Sender } from "rhea";
 
-/** AMQP error conditions IoT Hub uses towards devices (hub-amqp-protocol.md §3.3, §6.1). */
+/** AMQP error conditions IoT Hub uses towards devices (docs/hub-amqp-protocol.md §3.3, §6.1). */
 export const Condition = {
   unauthorized: "amqp:unauthorized-access",
   notFound: "amqp:not-found",
   notAllowed: "amqp:not-allowed",
   internal: "amqp:internal-error",
+  decodeError: "amqp:decode-error",
+  notImplemented: "amqp:not-implemented",
   messageSizeExceeded: "amqp:link:message-size-exceeded",
   resourceLimitExceeded: "amqp:resource-limit-exceeded",
   throttled: "com.microsoft:device-container-throttled",
@@ -25,8 +27,13 @@ export function remoteAttach(link: Sender | Receiver): AttachFrame {
   return (link as unknown as { remote: { attach?: AttachFrame } }).remote.attach ?? {};
 }
 
-export function localAttach(link: Sender | Receiver): { snd_settle_mode?: number } {
-  return (link as unknown as { local: { attach: { snd_settle_mode?: number } } }).local.attach;
+interface LocalAttachFrame {
+  snd_settle_mode?: number;
+  max_message_size?: number;
+}
+
+export function localAttach(link: Sender | Receiver): LocalAttachFrame {
+  return (link as unknown as { local: { attach: LocalAttachFrame } }).local.attach;
 }
 
 export function remoteOpen(connection: Connection): { hostname?: unknown } {

@@ -1,8 +1,9 @@
 // The $cbs links: put-token requests from the device, and the replies that grant it a SAS authorization
-// (hub-amqp-protocol.md §2.2).
+// (docs/hub-amqp-protocol.md §2.2).
 import { types as amqpTypes, type Message } from "rhea";
 import { amqpMessage } from "./amqp-wire.js";
-import { checkPutToken, type PutTokenResult } from "./cbs-token-check.js";
+import { parseSasToken } from "../../common/sas.js";
+import { checkPutToken, checkServicePutToken, type PutTokenResult } from "./cbs-token-check.js";
 import type { ConnectionState, DeviceConnections } from "./device-connections.js";
 import type { DeviceStore } from "./device-store.js";
 import type { FaultInjection } from "./fault-injection.js";
@@ -15,6 +16,7 @@ export class CbsLinks {
     private readonly store: DeviceStore,
     private readonly connections: DeviceConnections,
     private readonly faults: FaultInjection,
+    private readonly servicePolicies: readonly { keyName: string; key: string }[] = [],
   ) {}
 
   /** A reply link attached: it carries the replies to requests that arrived before it. */
@@ -24,17 +26,34 @@ export class CbsLinks {
 
   onPutToken(state: ConnectionState, message: Message): void {
     const properties = (message.application_properties ?? {}) as Record<string, unknown>;
-    let result: PutTokenResult;
-    if (this.faults.takeTokenRejection()) {
+    let result: PutTokenResult | { status: number; description: string };
+    const token: unknown = message.body;
+    const tokenText =
+      typeof token === "string" ? token : Buffer.isBuffer(token) ? token.toString("utf8") : token;
+    const sas = typeof tokenText === "string" ? parseSasToken(tokenText) : undefined;
+    if (typeof tokenText === "string" && sas?.keyName !== undefined && !sas.resource.includes("/")) {
+      // A policy token scoped to the whole hub: the service side (azure-iothub Client).
+      const service = checkServicePutToken(
+        { operation: properties.operation, type: properties.type, name: properties.name, token: tokenText },
+        {
+          hostNames: this.hostNames,
+          port: this.boundPort(),
+          policies: this.servicePolicies,
+          nowMs: Date.now(),
+        },
+      );
+      if (service.status === 200)
+        state.service = { hubHostName: service.hubHostName, expiresAtMs: service.expiresAtMs };
+      result = service;
+    } else if (this.faults.takeTokenRejection()) {
       result = { status: 401, description: "Unauthorized (fault injection)." };
     } else {
-      const token: unknown = message.body;
       result = checkPutToken(
         {
           operation: properties.operation,
           type: properties.type,
           name: properties.name,
-          token: typeof token === "string" ? token : Buffer.isBuffer(token) ? token.toString("utf8") : token,
+          token: tokenText,
         },
         {
           hostNames: this.hostNames,
@@ -44,7 +63,7 @@ export class CbsLinks {
         },
       );
     }
-    if (result.status === 200) {
+    if (result.status === 200 && "deviceId" in result) {
       this.connections.grant(state, {
         hubHostName: result.hubHostName,
         deviceId: result.deviceId,

@@ -1,4 +1,4 @@
-// Validation of a CBS put-token request (hub-amqp-protocol.md §2.1-§2.3): token type, SAS syntax, audience,
+// Validation of a CBS put-token request (docs/hub-amqp-protocol.md §2.1-§2.3): token type, SAS syntax, audience,
 // hub host name, device existence and status, expiry, HMAC signature with the device's primary or secondary key.
 import { parseSasToken, sasSignatureMatches } from "../../common/sas.js";
 import type { HubDeviceRecord } from "./types.js";
@@ -89,4 +89,42 @@ export function checkPutToken(request: PutTokenRequest, context: PutTokenContext
     return { status: 401, description: "The token signature is invalid." };
   }
   return { status: 200, description: "OK", hubHostName: device.hubHostName, deviceId, expiresAtMs };
+}
+
+export interface ServicePutTokenContext {
+  hostNames: readonly string[];
+  port: number;
+  policies: readonly { keyName: string; key: string }[];
+  nowMs: number;
+}
+
+export type ServicePutTokenResult =
+  | { status: 200; description: "OK"; hubHostName: string; expiresAtMs: number }
+  | { status: 400 | 401; description: string };
+
+/** A service-side put-token: a hub-scoped token (sr = the hub's host name) signed with a shared access policy. */
+export function checkServicePutToken(
+  request: PutTokenRequest,
+  context: ServicePutTokenContext,
+): ServicePutTokenResult {
+  if (request.operation !== "put-token") return { status: 400, description: "Unsupported CBS operation." };
+  if (typeof request.type !== "string" || !SAS_TOKEN_TYPES.has(request.type)) {
+    return { status: 400, description: "Unsupported token type." };
+  }
+  if (typeof request.token !== "string") return { status: 400, description: "The token must be a string." };
+  const sas = parseSasToken(request.token);
+  if (!sas?.keyName) return { status: 401, description: "Malformed SharedAccessSignature token." };
+  const audience = typeof request.name === "string" ? decodeOrUndefined(request.name) : undefined;
+  if (audience !== sas.resource)
+    return { status: 401, description: "The token audience does not match the request." };
+  const hubHostName = servedHubName(sas.resource, context);
+  if (!hubHostName)
+    return { status: 401, description: `The token audience ${sas.resource} is not this IoT hub.` };
+  const policy = context.policies.find((candidate) => candidate.keyName === sas.keyName);
+  if (!policy) return { status: 401, description: `Unknown shared access policy ${sas.keyName}.` };
+  const expiresAtMs = sas.expiry * 1000;
+  if (expiresAtMs <= context.nowMs) return { status: 401, description: "The token has expired." };
+  if (!sasSignatureMatches(sas, Buffer.from(policy.key, "base64")))
+    return { status: 401, description: "The token signature is invalid." };
+  return { status: 200, description: "OK", hubHostName, expiresAtMs };
 }

@@ -34,6 +34,8 @@ export interface ConnectionState {
   peer?: PeerCertificateInfo;
   /** The host name the client put into OPEN (the TCP host, without port). */
   openHostName?: string;
+  /** Set once a service client (a shared access policy token) authenticated on this connection. */
+  service?: { hubHostName: string; expiresAtMs: number };
 }
 
 export class DeviceConnections {

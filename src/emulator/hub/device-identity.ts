@@ -32,6 +32,7 @@ export function normalizeDeviceRecord(device: HubDeviceRecord): HubDeviceRecord 
     status: device.status,
     authentication: auth,
     ...(device.modelId !== undefined ? { modelId: device.modelId } : {}),
+    ...(device.capabilities?.iotEdge === true ? { capabilities: { iotEdge: true } } : {}),
   };
   switch (auth.type) {
     case "sas": {

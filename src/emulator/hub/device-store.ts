@@ -41,7 +41,7 @@ interface PersistedRegistry {
 
 const FILE_FORMAT = "provisio-hub-registry/1";
 
-/** The device-facing twin shape of an AMQP GET (hub-amqp-protocol.md §4.3, obligation 4). */
+/** The device-facing twin shape of an AMQP GET (docs/hub-amqp-protocol.md §4.3, obligation 4). */
 export interface DeviceTwinView {
   desired: JsonObject & { $version: number };
   reported: JsonObject & { $version: number };

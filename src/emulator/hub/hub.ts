@@ -2,7 +2,9 @@
 import { EventEmitter } from "node:events";
 import { AmqpEndpoint } from "./amqp-endpoint.js";
 import { DeviceStore } from "./device-store.js";
+import type { HubEndpoint } from "./device-transports.js";
 import { HubServiceError } from "./errors.js";
+import { startExtraTransports } from "./extra-transports.js";
 import { TelemetryLog } from "./telemetry.js";
 import type {
   CloudToDeviceMessage,
@@ -23,7 +25,7 @@ import type {
 class Registry implements HubRegistry {
   constructor(
     private readonly store: DeviceStore,
-    private readonly endpoint: AmqpEndpoint,
+    private readonly endpoint: HubEndpoint,
     private readonly hostNames: readonly string[],
   ) {}
 
@@ -75,7 +77,7 @@ class Registry implements HubRegistry {
 }
 
 class Service extends EventEmitter implements HubService {
-  private endpoint!: AmqpEndpoint;
+  private endpoint!: HubEndpoint;
 
   constructor(
     private readonly store: DeviceStore,
@@ -84,7 +86,7 @@ class Service extends EventEmitter implements HubService {
     super();
   }
 
-  attach(endpoint: AmqpEndpoint): void {
+  attach(endpoint: HubEndpoint): void {
     this.endpoint = endpoint;
   }
 
@@ -130,7 +132,7 @@ class Service extends EventEmitter implements HubService {
 }
 
 class Faults implements HubFaults {
-  constructor(private readonly endpoint: AmqpEndpoint) {}
+  constructor(private readonly endpoint: HubEndpoint) {}
 
   dropConnection(hubHostName: string, deviceId: string): boolean {
     return this.endpoint.dropConnection(hubHostName, deviceId);
@@ -157,7 +159,12 @@ class Faults implements HubFaults {
   }
 }
 
-/** Starts a hub listening on TLS; devices and twins are reloaded from `dataFile` when it exists. */
+/** The C2D queues live next to the device file: "hub-registry.json" -> "hub-registry.c2d.json". */
+export function c2dFileBeside(dataFile: string): string {
+  return `${dataFile.replace(/\.json$/i, "")}.c2d.json`;
+}
+
+/** Starts a hub listening on TLS; devices, twins and C2D queues are reloaded from `dataFile` when it exists. */
 export async function startHub(options: HubOptions): Promise<Hub> {
   if (!Array.isArray(options.hostNames) || options.hostNames.length === 0) {
     throw new HubServiceError(400, "ArgumentInvalid", "hostNames must name at least one hub.");
@@ -168,22 +175,43 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const service = new Service(store, telemetry);
   const host = options.host ?? "127.0.0.1";
   const endpoint = new AmqpEndpoint(
-    { host, port: options.port ?? 0, tls: options.tls, hostNames: [...options.hostNames] },
+    {
+      host,
+      port: options.port ?? 0,
+      tls: options.tls,
+      hostNames: [...options.hostNames],
+      ...(options.servicePolicies ? { servicePolicies: options.servicePolicies } : {}),
+      ...(options.dataFile ? { c2dFile: c2dFileBeside(options.dataFile) } : {}),
+      ...(options.c2dLockTimeoutMs !== undefined ? { c2dLockTimeoutMs: options.c2dLockTimeoutMs } : {}),
+    },
     store,
     telemetry,
     service,
   );
-  service.attach(endpoint);
   await endpoint.listen();
+  const extra = await startExtraTransports(
+    endpoint,
+    { store, telemetry, events: service },
+    { ...options, host },
+  ).catch(async (error: unknown) => {
+    await endpoint.close();
+    throw error;
+  });
+  service.attach(extra.transports);
   let closed: Promise<void> | undefined;
   return {
     host,
     port: endpoint.boundPort,
-    registry: new Registry(store, endpoint, options.hostNames),
+    ...(extra.mqttPort !== undefined ? { mqttPort: extra.mqttPort } : {}),
+    ...(extra.httpsPort !== undefined ? { httpsPort: extra.httpsPort } : {}),
+    registry: new Registry(store, extra.transports, options.hostNames),
     service,
-    faults: new Faults(endpoint),
+    faults: new Faults(extra.transports),
     close: () => {
-      closed ??= endpoint.close().then(() => store.flush());
+      closed ??= extra
+        .close()
+        .then(() => endpoint.close())
+        .then(() => store.flush());
       return closed;
     },
   };

@@ -1,5 +1,5 @@
 // Which device a link attach may act for: a live SAS token put over CBS, or a matching X.509 client certificate
-// (hub-amqp-protocol.md §2.6).
+// (docs/hub-amqp-protocol.md §2.6).
 import { createHash } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type {
@@ -51,25 +51,35 @@ export class LinkAuthorizer {
 
   /** The registered device a client certificate stands for (thumbprint, or CA chain with CN == deviceId). */
   private x509Device(state: ConnectionState, deviceId: string): HubDeviceRecord | undefined {
-    const peer = state.peer;
-    if (!peer) return undefined;
-    const candidates = this.store
-      .findById(deviceId)
-      .filter((device) =>
-        this.hostNames.some((name) => name.toLowerCase() === device.hubHostName.toLowerCase()),
-      )
-      .filter((device) => device.status === "enabled")
-      .filter((device) => {
-        const auth = device.authentication;
-        if (auth.type === "selfSigned") {
-          const allowed = [auth.x509Thumbprint.primaryThumbprint, auth.x509Thumbprint.secondaryThumbprint];
-          return allowed.includes(peer.sha1) || allowed.includes(peer.sha256);
-        }
-        if (auth.type === "certificateAuthority") return peer.chainTrusted && peer.commonName === deviceId;
-        return false;
-      });
-    // Several hubs on one listener: prefer the one the client named in OPEN.
-    const opened = state.openHostName?.toLowerCase();
-    return candidates.find((device) => device.hubHostName.toLowerCase() === opened) ?? candidates[0];
+    if (!state.peer) return undefined;
+    return matchX509Device(this.store, this.hostNames, state.peer, deviceId, state.openHostName);
   }
+}
+
+/**
+ * The enabled device of a served hub that `peer` authenticates as `deviceId`: its thumbprint for self-signed
+ * devices, a trusted chain with CN == deviceId for CA devices. Several hubs on one listener: `preferredHub` wins.
+ */
+export function matchX509Device(
+  store: DeviceStore,
+  hostNames: readonly string[],
+  peer: PeerCertificateInfo,
+  deviceId: string,
+  preferredHub?: string,
+): HubDeviceRecord | undefined {
+  const candidates = store
+    .findById(deviceId)
+    .filter((device) => hostNames.some((name) => name.toLowerCase() === device.hubHostName.toLowerCase()))
+    .filter((device) => device.status === "enabled")
+    .filter((device) => {
+      const auth = device.authentication;
+      if (auth.type === "selfSigned") {
+        const allowed = [auth.x509Thumbprint.primaryThumbprint, auth.x509Thumbprint.secondaryThumbprint];
+        return allowed.includes(peer.sha1) || allowed.includes(peer.sha256);
+      }
+      if (auth.type === "certificateAuthority") return peer.chainTrusted && peer.commonName === deviceId;
+      return false;
+    });
+  const preferred = preferredHub?.toLowerCase();
+  return candidates.find((device) => device.hubHostName.toLowerCase() === preferred) ?? candidates[0];
 }

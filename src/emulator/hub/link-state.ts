@@ -11,19 +11,22 @@ export type LinkRole =
   | "twin-reply"
   | "c2d"
   | "method-response"
-  | "method-request";
+  | "method-request"
+  | "service-c2d"
+  | "service-feedback"
+  | "service-file-notifications";
 
 export interface LinkState {
   link: Sender | Receiver;
   role: LinkRole;
   hubHostName?: string;
   deviceId?: string;
-  /** The SDK pairs its twin and method links by this property (hub-amqp-protocol.md §1.6). */
+  /** The SDK pairs its twin and method links by this property (docs/hub-amqp-protocol.md §1.6). */
   channelCorrelationId?: unknown;
   desiredSubscribed: boolean;
   /** Outbound messages waiting for link credit (obligation 5). */
   outbox: { message: Message; tag?: Buffer }[];
-  /** C2D deliveries sent on this link and not yet settled by the device. */
+  /** C2D (or feedback) deliveries sent on this link and not yet settled by the peer. */
   c2dInFlight: Set<Delivery>;
 }
 

@@ -1,5 +1,5 @@
 // Direct methods: the service's invokeMethod sends a request on the device's method receiver link and waits for
-// the response on its method sender link (hub-amqp-protocol.md §5.2; iot-hub-devguide-direct-methods.md).
+// the response on its method sender link (docs/hub-amqp-protocol.md §5.2; iot-hub-devguide-direct-methods.md).
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { string_to_uuid, type Message } from "rhea";
@@ -21,6 +21,15 @@ const MethodLimits = {
   maxPayloadBytes: 128 * 1024,
 } as const;
 
+/** A transport other than AMQP links that carries method requests (MQTT); answers come back through `respond`. */
+export interface MethodChannel {
+  /** True when the device listens for method requests on this transport. */
+  canInvoke(hubHostName: string, deviceId: string): boolean;
+  send(hubHostName: string, deviceId: string, requestId: string, methodName: string, payload: Buffer): void;
+}
+
+type MethodTarget = { link: LinkState } | { channel: MethodChannel };
+
 interface PendingMethod {
   hubHostName: string;
   deviceId: string;
@@ -34,6 +43,7 @@ export class MethodInvoker {
   /** Wakes invokeMethod calls that wait for a device's method link (connectTimeoutInSeconds). */
   private readonly methodLinkAttached = new EventEmitter();
   private closing = false;
+  private readonly channels: MethodChannel[] = [];
 
   constructor(
     private readonly store: DeviceStore,
@@ -75,10 +85,10 @@ export class MethodInvoker {
         `Method payload exceeds ${MethodLimits.maxPayloadBytes} bytes.`,
       );
     }
-    const link =
-      this.methodRequestLink(device.hubHostName, deviceId) ??
+    const target =
+      this.methodTarget(device.hubHostName, deviceId) ??
       (await this.waitForMethodLink(device, connectTimeoutS));
-    if (!link) {
+    if (!target) {
       throw new HubServiceError(
         404,
         "DeviceNotOnline",
@@ -104,9 +114,13 @@ export class MethodInvoker {
         reject,
         timer,
       });
+      if ("channel" in target) {
+        target.channel.send(device.hubHostName, deviceId, correlationId, request.methodName, payload);
+        return;
+      }
       // The service sends an AMQP uuid correlation id (0x98), §5.2.
       sendOnLink(
-        link,
+        target.link,
         amqpMessage({
           correlation_id: string_to_uuid(correlationId),
           application_properties: { "IoThub-methodname": request.methodName },
@@ -116,7 +130,12 @@ export class MethodInvoker {
     });
   }
 
-  /** A device attached its method receiver link. */
+  /** Method requests may also go out on `channel` (an AMQP link of the device is preferred). */
+  addChannel(channel: MethodChannel): void {
+    this.channels.push(channel);
+  }
+
+  /** A device attached its method receiver link (or subscribed to methods on another transport). */
   linkAttached(hubHostName: string, deviceId: string): void {
     this.methodLinkAttached.emit(deviceKey(hubHostName, deviceId));
   }
@@ -141,7 +160,14 @@ export class MethodInvoker {
     return undefined;
   }
 
-  private waitForMethodLink(device: HubDeviceRecord, timeoutS: number): Promise<LinkState | undefined> {
+  private methodTarget(hubHostName: string, deviceId: string): MethodTarget | undefined {
+    const link = this.methodRequestLink(hubHostName, deviceId);
+    if (link) return { link };
+    const channel = this.channels.find((candidate) => candidate.canInvoke(hubHostName, deviceId));
+    return channel ? { channel } : undefined;
+  }
+
+  private waitForMethodLink(device: HubDeviceRecord, timeoutS: number): Promise<MethodTarget | undefined> {
     if (timeoutS <= 0 || this.closing) return Promise.resolve(undefined);
     const key = deviceKey(device.hubHostName, device.deviceId);
     return new Promise((resolve) => {
@@ -149,7 +175,7 @@ export class MethodInvoker {
         this.methodLinkAttached.off(key, finish);
         this.methodLinkAttached.off("closing", finish);
         this.timers.clear(timer);
-        resolve(this.methodRequestLink(device.hubHostName, device.deviceId));
+        resolve(this.methodTarget(device.hubHostName, device.deviceId));
       };
       const timer = this.timers.set(finish, timeoutS * 1000);
       this.methodLinkAttached.on(key, finish);
@@ -160,15 +186,27 @@ export class MethodInvoker {
   /** The device answered on its method sender link. */
   onMethodResponse(message: Message): void {
     const correlationId = messageIdText(message.correlation_id);
-    const pending = correlationId !== undefined ? this.pendingMethods.get(correlationId) : undefined;
-    if (!correlationId || !pending) return;
-    this.pendingMethods.delete(correlationId);
-    clearTimeout(pending.timer);
     const statusValue = (message.application_properties as Record<string, unknown> | undefined)?.[
       "IoThub-status"
     ];
     const status = typeof statusValue === "number" ? statusValue : Number(statusValue);
-    const text = bodyBytes(message.body).toString("utf8");
+    if (correlationId) this.respond(correlationId, status, bodyBytes(message.body));
+  }
+
+  /** The device answered request `requestId` with `status` and a JSON (or text) body; `from` = who answered. */
+  respond(
+    requestId: string,
+    status: number,
+    body: Buffer,
+    from?: { hubHostName: string; deviceId: string },
+  ): void {
+    const pending = this.pendingMethods.get(requestId);
+    if (!pending) return;
+    // A device answers only the requests made to it.
+    if (from && (from.deviceId !== pending.deviceId || from.hubHostName !== pending.hubHostName)) return;
+    this.pendingMethods.delete(requestId);
+    clearTimeout(pending.timer);
+    const text = body.toString("utf8");
     let payload: unknown = null;
     if (text.length > 0) {
       try {

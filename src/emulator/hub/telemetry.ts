@@ -1,11 +1,13 @@
 // Device-to-cloud messages: IoT Hub's size accounting and the record the service side sees
-// (hub-amqp-protocol.md §3.2, §3.5, §7).
+// (docs/hub-amqp-protocol.md §3.2, §3.5, §7).
 import type { Message } from "rhea";
 import { bodyBytes, messageIdText } from "./amqp-body.js";
 import type { TelemetryRecord } from "./types.js";
 
 /** D2C message size limit: 256 KB of body + system property values + application property names and values. */
 export const MAX_TELEMETRY_BYTES = 256 * 1024;
+
+const CREATION_TIME_PROPERTY = "iothub-creation-time-utc";
 
 /** How many telemetry records the service keeps for recentTelemetry(). */
 export const TELEMETRY_BUFFER_SIZE = 1000;
@@ -52,6 +54,9 @@ export function telemetryRecord(message: Message, origin: TelemetryOrigin): Tele
   const properties: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.application_properties ?? {}))
     properties[name] = propertyText(value);
+  // The C SDK sends the creation time as this application property; IoT Hub lists it as a system property.
+  const creationTimeProperty = properties[CREATION_TIME_PROPERTY];
+  delete properties[CREATION_TIME_PROPERTY];
   const annotations = (message.message_annotations ?? {}) as Record<string, unknown>;
   const enqueuedTimeUtc = origin.enqueuedAt.toISOString();
   const optional: Record<string, string | undefined> = {
@@ -67,8 +72,8 @@ export function telemetryRecord(message: Message, origin: TelemetryOrigin): Tele
         : propertyText(annotations["iothub-interface-id"]),
     "iothub-expiry":
       message.absolute_expiry_time === undefined ? undefined : propertyText(message.absolute_expiry_time),
-    "iothub-creation-time-utc":
-      message.creation_time === undefined ? undefined : propertyText(message.creation_time),
+    [CREATION_TIME_PROPERTY]:
+      message.creation_time === undefined ? creationTimeProperty : propertyText(message.creation_time),
   };
   const systemProperties: TelemetryRecord["systemProperties"] = {
     "iothub-connection-device-id": origin.deviceId,

@@ -1,5 +1,5 @@
 // The device twin links: GET / PATCH reported requests, desired-property subscriptions, and desired-property
-// notifications pushed to subscribed devices (hub-amqp-protocol.md §4).
+// notifications pushed to subscribed devices (docs/hub-amqp-protocol.md §4).
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { types as amqpTypes, type Message } from "rhea";

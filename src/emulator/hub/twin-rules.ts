@@ -1,5 +1,5 @@
 // Device twin rules as IoT Hub enforces them (iot-hub-devguide-device-twins.md, "Tags and properties format",
-// "Device twin size"; hub-amqp-protocol.md §4.6). Pure functions: no I/O, no state.
+// "Device twin size"; docs/hub-amqp-protocol.md §4.6). Pure functions: no I/O, no state.
 
 export const TwinLimits = {
   /** Desired and reported sections: 32 KB each. */

@@ -1,5 +1,6 @@
 // The hub module's public contract, shared with the DPS emulator and the emulator core.
 import type { EventEmitter } from "node:events";
+import type { IncomingMessage, ServerResponse } from "node:http";
 
 export type DeviceStatus = "enabled" | "disabled";
 
@@ -18,6 +19,8 @@ export interface HubDeviceRecord {
   status: DeviceStatus;
   authentication: DeviceAuthentication;
   modelId?: string;
+  /** Present only for IoT Edge devices. */
+  capabilities?: { iotEdge: boolean };
 }
 
 export type TwinProperties = Record<string, unknown> & { $version: number };
@@ -68,8 +71,23 @@ export interface HubOptions {
   tls: { key: string; cert: string; clientCa?: string[] };
   /** Logical hub names served by this listener. */
   hostNames: string[];
-  /** JSON persistence of devices and twins (survives restart). */
+  /** JSON persistence of devices and twins (survives restart); the C2D queues are kept next to it. */
   dataFile?: string;
+  /** Shared access policies the service side (azure-iothub Client over AMQP) authenticates with. */
+  servicePolicies?: { keyName: string; key: string }[];
+  /** How long a C2D message out to a device (AMQP link, HTTPS) stays locked before it is delivered again; 1 min. */
+  c2dLockTimeoutMs?: number;
+  /** MQTT over TLS port (8883 on Azure); 0 = a free port; absent = no MQTT listener. */
+  mqttPort?: number;
+  /** HTTPS port (443 on Azure): MQTT and AMQP over WebSocket, device HTTPS API; 0 = a free port; absent = none. */
+  httpsPort?: number;
+  /**
+   * Serves the HTTPS port's requests that are neither WebSocket nor device API, when another API shares the
+   * port (the service REST API, as on Azure's hub host name); without it they are answered 404.
+   */
+  otherHttpsRequests?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** One line per refused connection or transport error (never keys or tokens). */
+  log?: (line: string) => void;
 }
 
 export interface HubRegistry {
@@ -96,7 +114,11 @@ export interface CloudToDeviceMessage {
   correlationId?: string;
   properties?: Record<string, string>;
   expiryTimeUtc?: string;
+  /** Which delivery feedback the service asked for (iothub-ack); default none. */
+  ack?: C2dAck;
 }
+
+export type C2dAck = "none" | "positive" | "negative" | "full";
 
 export interface ConnectionEvent {
   hubHostName: string;
@@ -139,7 +161,7 @@ export interface HubService extends EventEmitter {
   /** Newest last, bounded buffer. */
   recentTelemetry(hubHostName: string, deviceId?: string, limit?: number): TelemetryRecord[];
   isConnected(hubHostName: string, deviceId: string): boolean;
-  /** Open AMQP connections (tests assert "one connection per device"). */
+  /** Open device connections, AMQP and MQTT (tests assert "one connection per device"). */
   connectionCount(): number;
 }
 
@@ -164,6 +186,10 @@ export interface HubFaults {
 export interface Hub {
   readonly host: string;
   readonly port: number;
+  /** The MQTT over TLS port, when the hub has that listener. */
+  readonly mqttPort?: number;
+  /** The HTTPS (WebSocket and device API) port, when the hub has that listener. */
+  readonly httpsPort?: number;
   readonly registry: HubRegistry;
   readonly service: HubService;
   readonly faults: HubFaults;

@@ -83,6 +83,9 @@ async function putGroup(store: DpsServiceStore, context: RouteContext): Promise<
 
 type BulkMode = "create" | "update" | "updateIfMatchETag" | "delete";
 
+/** DPS's documented limit of enrollments per bulk operation: a larger one is refused as a whole. */
+export const MAX_BULK_ENROLLMENTS = 10;
+
 /** POST /enrollments (BulkEnrollmentOperation): every item is tried; failures are listed, not thrown. */
 async function bulkEnrollments(store: DpsServiceStore, context: RouteContext): Promise<RouteResult> {
   const body = await context.json();
@@ -92,6 +95,9 @@ async function bulkEnrollments(store: DpsServiceStore, context: RouteContext): P
     throw errors.badRequest(
       "a bulk operation needs mode (create|update|updateIfMatchETag|delete) and enrollments",
     );
+  }
+  if (enrollments.length > MAX_BULK_ENROLLMENTS) {
+    throw errors.badRequest(`a bulk operation takes at most ${MAX_BULK_ENROLLMENTS} enrollments`);
   }
   const failures: Array<{ registrationId: string; errorCode: number; errorStatus: string }> = [];
   for (const item of enrollments as IndividualEnrollment[]) {

@@ -17,11 +17,11 @@ export interface HubApiBackend {
 const METHOD_RESPONSE_TIMEOUT = { min: 5, max: 300, default: 30 } as const;
 const METHOD_CONNECT_TIMEOUT = { min: 0, max: 300, default: 0 } as const;
 // IoT Hub device ids: up to 128 characters of letters, digits and - . % _ * ? ! ( ) , : = @ $ '
-const DEVICE_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/;
+export const DEVICE_ID = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/;
 /** Azure shows "never" as the zero DateTime. */
 const NEVER = "0001-01-01T00:00:00Z";
 
-const deviceNotFound = (deviceId: string) =>
+export const deviceNotFound = (deviceId: string) =>
   new ServiceApiError(404, "DeviceNotFound", `device ${deviceId} is not registered`, 404001);
 
 export function hubOfCaller(context: RouteContext): string {
@@ -35,7 +35,7 @@ function deviceIdParam(context: RouteContext): string {
 }
 
 /** A stable etag for a device identity: it changes when the identity changes. */
-function deviceEtag(record: HubDeviceRecord): string {
+export function deviceEtag(record: HubDeviceRecord): string {
   const digest = createHash("sha256").update(JSON.stringify(record)).digest("hex").slice(0, 16);
   return Buffer.from(digest).toString("base64");
 }
@@ -66,7 +66,7 @@ export function deviceJson(record: HubDeviceRecord, connected: boolean): Record<
       },
       type: auth.type,
     },
-    capabilities: { iotEdge: false },
+    capabilities: { iotEdge: record.capabilities?.iotEdge === true },
     ...(record.modelId ? { modelId: record.modelId } : {}),
   };
 }
@@ -98,29 +98,53 @@ export function twinJson(
     version: twin.version,
     tags: twin.tags,
     properties: twin.properties,
-    capabilities: { iotEdge: false },
+    capabilities: { iotEdge: record?.capabilities?.iotEdge === true },
   };
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** The writable part of a twin a service may send: tags and desired properties. */
-function twinSeedFrom(body: Record<string, unknown>): TwinSeed {
+/** A section given as null: every current member removed (as a patch), or emptied (as a replacement). */
+function clearedSection(
+  current: Record<string, unknown> | undefined,
+  asPatch: boolean,
+): Record<string, unknown> {
+  if (!asPatch) return {};
+  return Object.fromEntries(
+    Object.keys(current ?? {})
+      .filter((name) => !name.startsWith("$"))
+      .map((name) => [name, null]),
+  );
+}
+
+/**
+ * The writable part of a twin a service may send: tags and desired properties. Azure takes null for either
+ * as "clear it all"; against `current` that becomes a patch nulling each member, so devices get it too.
+ */
+function twinSeedFrom(
+  body: Record<string, unknown>,
+  current: TwinDocument | undefined,
+  asPatch: boolean,
+): TwinSeed {
   const seed: TwinSeed = {};
-  if (body.tags !== undefined) {
-    if (!isObject(body.tags)) throw errors.badRequest("tags must be an object");
+  if (body.tags === null) seed.tags = clearedSection(current?.tags, asPatch);
+  else if (body.tags !== undefined) {
+    if (!isObject(body.tags)) throw errors.badRequest("tags must be an object or null");
     seed.tags = body.tags;
   }
-  if (body.properties !== undefined) {
+  if (body.properties !== undefined && body.properties !== null) {
     if (!isObject(body.properties)) throw errors.badRequest("properties must be an object");
     if (body.properties.reported !== undefined) {
       throw errors.badRequest("reported properties can only be changed by the device");
     }
-    if (body.properties.desired !== undefined) {
-      if (!isObject(body.properties.desired)) throw errors.badRequest("properties.desired must be an object");
-      seed.properties = { desired: body.properties.desired };
+    const desired = body.properties.desired;
+    if (desired === null) {
+      seed.properties = { desired: clearedSection(current?.properties.desired, asPatch) };
+    } else if (desired !== undefined) {
+      if (!isObject(desired)) throw errors.badRequest("properties.desired must be an object or null");
+      seed.properties = { desired };
     }
   }
   return seed;
@@ -167,18 +191,16 @@ function newDeviceKey(): string {
   return randomBytes(32).toString("base64");
 }
 
-/** PUT /devices/{id}: creates or updates an identity (Azure generates SAS keys when none are given). */
-async function putDevice(backend: HubApiBackend, context: RouteContext): Promise<RouteResult> {
-  const deviceId = deviceIdParam(context);
-  const body = await context.json();
-  if (body.deviceId !== undefined && body.deviceId !== deviceId) {
-    throw errors.badRequest("deviceId in the body does not match the path");
-  }
-  const hub = hubOfCaller(context);
-  const existing = backend.registry.getDevice(hub, deviceId);
-  const wantedEtag = ifMatchHeader(context.request);
-  if (wantedEtag !== undefined && existing && deviceEtag(existing) !== wantedEtag)
-    throw errors.preconditionFailed();
+/**
+ * The identity a Device JSON asks for (PUT /devices/{id}, bulk import): what the body leaves out is kept from
+ * `existing`, and Azure generates SAS keys when none are given. Throws ServiceApiError 400.
+ */
+export function deviceRecordFrom(
+  hub: string,
+  deviceId: string,
+  body: Record<string, unknown>,
+  existing: HubDeviceRecord | undefined,
+): HubDeviceRecord {
   const status = body.status ?? existing?.status ?? "enabled";
   if (status !== "enabled" && status !== "disabled")
     throw errors.badRequest("status must be enabled or disabled");
@@ -229,13 +251,34 @@ async function putDevice(backend: HubApiBackend, context: RouteContext): Promise
   } else {
     throw errors.badRequest("authentication.type must be sas, selfSigned or certificateAuthority");
   }
-  const record: HubDeviceRecord = {
+  const capabilities = isObject(body.capabilities) ? body.capabilities : undefined;
+  if (capabilities?.iotEdge !== undefined && typeof capabilities.iotEdge !== "boolean")
+    throw errors.badRequest("capabilities.iotEdge must be true or false");
+  const iotEdge = capabilities?.iotEdge ?? existing?.capabilities?.iotEdge === true;
+  return {
     hubHostName: hub,
     deviceId,
     status,
     authentication,
     ...(typeof body.modelId === "string" && body.modelId ? { modelId: body.modelId } : {}),
+    ...(iotEdge ? { capabilities: { iotEdge: true } } : {}),
   };
+}
+
+/** PUT /devices/{id}: creates or updates an identity. */
+async function putDevice(backend: HubApiBackend, context: RouteContext): Promise<RouteResult> {
+  const deviceId = deviceIdParam(context);
+  const body = await context.json();
+  if (body.deviceId !== undefined && body.deviceId !== deviceId) {
+    throw errors.badRequest("deviceId in the body does not match the path");
+  }
+  const hub = hubOfCaller(context);
+  const existing = backend.registry.getDevice(hub, deviceId);
+  const wantedEtag = ifMatchHeader(context.request);
+  if (wantedEtag !== undefined && existing && deviceEtag(existing) !== wantedEtag)
+    throw errors.preconditionFailed();
+  const record = deviceRecordFrom(hub, deviceId, body, existing);
+  const status = record.status;
   backend.registry.upsertDevice(record);
   if (existing && existing.status !== status) backend.registry.setStatus(hub, deviceId, status);
   const stored = backend.registry.getDevice(hub, deviceId) ?? record;
@@ -300,8 +343,9 @@ export function hubRoutes(backend: HubApiBackend): Route[] {
       path: /^\/twins\/([^/]+)$/i,
       handle: async (c) => {
         const deviceId = deviceIdParam(c);
-        const seed = twinSeedFrom(await c.json());
-        backend.service.updateTwin(hubOfCaller(c), deviceId, seed, ifMatchHeader(c.request));
+        const hub = hubOfCaller(c);
+        const seed = twinSeedFrom(await c.json(), backend.service.getTwin(hub, deviceId), true);
+        backend.service.updateTwin(hub, deviceId, seed, ifMatchHeader(c.request));
         return twinOf(c, deviceId);
       },
     },
@@ -311,7 +355,7 @@ export function hubRoutes(backend: HubApiBackend): Route[] {
       path: /^\/twins\/([^/]+)$/i,
       handle: async (c) => {
         const deviceId = deviceIdParam(c);
-        const seed = twinSeedFrom(await c.json());
+        const seed = twinSeedFrom(await c.json(), undefined, false);
         backend.service.replaceTwin(hubOfCaller(c), deviceId, seed, ifMatchHeader(c.request));
         return twinOf(c, deviceId);
       },

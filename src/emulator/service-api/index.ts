@@ -3,8 +3,15 @@
 import type { SharedAccessPolicy } from "./auth.js";
 import { dpsRoutes, type DpsServiceStore } from "./dps-routes.js";
 import { emulatorRoutes, type DpsFaultHandlers } from "./emulator-routes.js";
+import { hubRegistryRoutes } from "./hub-registry-routes.js";
 import { hubRoutes } from "./hub-routes.js";
-import { startServiceApiServer, type ServiceApiServer } from "./server.js";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  serviceApiRequestListener,
+  startServiceApiServer,
+  type ServiceApiServer,
+  type ServiceApiServerOptions,
+} from "./server.js";
 import type { HubFaults, HubRegistry, HubService } from "../hub/types.js";
 
 export type { SharedAccessPolicy, ServiceCaller } from "./auth.js";
@@ -30,10 +37,11 @@ export interface ServiceApiOptions {
   onInternalError?: (error: unknown) => void;
 }
 
-export function startServiceApi(options: ServiceApiOptions): Promise<ServiceApiServer> {
+function serverOptions(options: ServiceApiOptions): ServiceApiServerOptions {
   const routes = [
     ...dpsRoutes(options.dpsStore),
     ...hubRoutes(options.hub),
+    ...hubRegistryRoutes(options.hub),
     ...emulatorRoutes({
       service: options.hub.service,
       faults: options.hub.faults,
@@ -41,7 +49,7 @@ export function startServiceApi(options: ServiceApiOptions): Promise<ServiceApiS
       ...(options.dpsFaults ? { dpsFaults: options.dpsFaults } : {}),
     }),
   ];
-  return startServiceApiServer({
+  return {
     tls: options.tls,
     routes,
     policies: options.policies,
@@ -49,5 +57,16 @@ export function startServiceApi(options: ServiceApiOptions): Promise<ServiceApiS
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     ...(options.onInternalError ? { onInternalError: options.onInternalError } : {}),
-  });
+  };
+}
+
+export function startServiceApi(options: ServiceApiOptions): Promise<ServiceApiServer> {
+  return startServiceApiServer(serverOptions(options));
+}
+
+/** The service API without a listener of its own, for an HTTPS listener it shares (DPS's device API on 443). */
+export function serviceApiListener(
+  options: ServiceApiOptions,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  return serviceApiRequestListener(serverOptions(options));
 }

@@ -104,21 +104,28 @@ async function handleRequest(
   }
 }
 
+/** The service REST API as a request listener, for a listener of its own or one it shares. */
+export function serviceApiRequestListener(
+  options: ServiceApiServerOptions,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  return (request, response) => {
+    request.on("error", () => undefined); // aborted uploads: the response path handles the rest
+    response.on("error", () => undefined);
+    handleRequest(options, request, response).catch((error: unknown) => {
+      options.onInternalError?.(error);
+      if (!response.headersSent) sendError(response, errors.internal(), "hub");
+      else response.destroy();
+    });
+  };
+}
+
 /** Starts the service REST API over HTTPS. */
 export function startServiceApiServer(options: ServiceApiServerOptions): Promise<ServiceApiServer> {
   const host = options.host ?? "127.0.0.1";
   const sockets = new Set<Socket>();
   const server: Server = createServer(
     { key: options.tls.key, cert: options.tls.cert },
-    (request, response) => {
-      request.on("error", () => undefined); // aborted uploads: the response path handles the rest
-      response.on("error", () => undefined);
-      handleRequest(options, request, response).catch((error: unknown) => {
-        options.onInternalError?.(error);
-        if (!response.headersSent) sendError(response, errors.internal(), "hub");
-        else response.destroy();
-      });
-    },
+    serviceApiRequestListener(options),
   );
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);

@@ -1,4 +1,4 @@
-// One place maps a session state to a node status dot (STYLE.md: a statusFor(state) function).
+// One place maps a session state to a node status dot (docs/architecture.md §7.4: a statusFor(state) function).
 import type { SessionStateEvent } from "../../device/index.js";
 
 export interface StatusView {
