@@ -2,7 +2,8 @@
 // names line up; the leaf must be valid now and carry the registration id as CN.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { X509Certificate } from "node:crypto";
+import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import forge from "node-forge";
 import { chainLeadsTo, checkLeaf, leafMatchesEnrolled } from "../../src/emulator/dps/credentials.js";
 import { createTestPki } from "../support/test-certs.js";
 
@@ -83,5 +84,72 @@ describe("DPS emulator X.509 chain checks", () => {
     );
     assert.equal(leafMatchesEnrolled(leaf, [{ certificate: "not a certificate" }]), false);
     assert.equal(leafMatchesEnrolled(leaf, []), false);
+  });
+});
+
+/** A CA certificate (or a leaf) signed by `issuer`, with its own validity window; forge, as test-certs. */
+function signed(
+  commonName: string,
+  issuer: { cert: string; key: string },
+  options: { ca: boolean; notBefore?: Date; notAfter?: Date },
+): { cert: string; key: string } {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
+  const forgeKey = forge.pki.privateKeyFromPem(keyPem);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
+  cert.serialNumber = "01" + randomBytes(15).toString("hex");
+  cert.validity.notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
+  cert.validity.notAfter = options.notAfter ?? new Date(Date.now() + 24 * 60 * 60 * 1000);
+  cert.setSubject([{ name: "commonName", value: commonName }]);
+  cert.setIssuer(forge.pki.certificateFromPem(issuer.cert).subject.attributes);
+  cert.setExtensions([{ name: "basicConstraints", cA: options.ca }]);
+  cert.sign(forge.pki.privateKeyFromPem(issuer.key), forge.md.sha256.create());
+  return { cert: forge.pki.certificateToPem(cert), key: keyPem };
+}
+
+describe("DPS emulator X.509 chains through an intermediate CA", () => {
+  const root = { cert: pki.caCert, key: pki.caKey };
+  const intermediate = signed("Provisio Test Intermediate", root, { ca: true });
+  const leaf = signed("dev-1", intermediate, { ca: false });
+
+  it("accepts leaf + intermediate when the root is enrolled, and when the intermediate is", () => {
+    assert.equal(chainLeadsTo([x509(leaf.cert), x509(intermediate.cert)], [ca]), true);
+    assert.equal(chainLeadsTo([x509(leaf.cert)], [x509(intermediate.cert)]), true);
+  });
+
+  it("refuses the leaf alone when only the root is enrolled: the link to it is missing", () => {
+    assert.equal(chainLeadsTo([x509(leaf.cert)], [ca]), false);
+  });
+
+  it("refuses an intermediate of the same name from the rogue CA", () => {
+    const rogueIntermediate = signed(
+      "Provisio Test Intermediate",
+      { cert: rogue.caCert, key: rogue.caKey },
+      { ca: true },
+    );
+    const rogueLeaf = signed("dev-1", rogueIntermediate, { ca: false });
+    assert.equal(chainLeadsTo([x509(rogueLeaf.cert), x509(rogueIntermediate.cert)], [ca]), false);
+    // the rogue leaf presented with the genuine intermediate: its link to the intermediate does not verify
+    assert.equal(chainLeadsTo([x509(rogueLeaf.cert), x509(intermediate.cert)], [ca]), false);
+  });
+
+  it("refuses a chain with an expired intermediate, though the leaf and the root are valid", () => {
+    const expired = signed("Provisio Test Intermediate", root, {
+      ca: true,
+      notBefore: new Date(Date.now() - 48 * 60 * 60 * 1000),
+      notAfter: new Date(Date.now() - 60 * 60 * 1000),
+    });
+    const leafOfExpired = signed("dev-1", expired, { ca: false });
+    assert.equal(chainLeadsTo([x509(leafOfExpired.cert), x509(expired.cert)], [ca]), false);
+  });
+
+  it("refuses an expired leaf under a valid enrolled CA", () => {
+    const old = signed("dev-1", root, {
+      ca: false,
+      notBefore: new Date(Date.now() - 48 * 60 * 60 * 1000),
+      notAfter: new Date(Date.now() - 60 * 60 * 1000),
+    });
+    assert.equal(chainLeadsTo([x509(old.cert)], [ca]), false);
   });
 });
