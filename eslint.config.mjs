@@ -4,7 +4,17 @@ import tseslint from "typescript-eslint";
 import globals from "globals";
 
 export default tseslint.config(
-  { ignores: ["lib/**", "nodes/**/*.js", "node_modules/**", "test-artifacts/**", ".demo/**"] },
+  {
+    ignores: [
+      "lib/**",
+      "nodes/**/*.js",
+      "node_modules/**",
+      "test-artifacts/**",
+      ".demo/**",
+      ".stryker-tmp/**",
+      "reports/**",
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

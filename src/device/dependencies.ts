@@ -23,6 +23,9 @@ export interface SessionDependencies {
   dispose(): Promise<void>;
 }
 
+/** A base64 (or base64url) key as the Azure portal and the DPS service API give it. */
+const BASE64_KEY = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
 /** Checks what can be checked before the first connection, with messages that name the field. */
 export function checkConfig(config: DeviceSessionConfig): void {
   if (typeof config !== "object" || config === null)
@@ -55,7 +58,9 @@ export function checkConfig(config: DeviceSessionConfig): void {
     case "symmetricKey": {
       validateRegistrationId(attestation.registrationId);
       const key = "groupKey" in attestation ? attestation.groupKey : attestation.key;
-      if (typeof key !== "string" || key.length === 0 || Buffer.from(key, "base64").length === 0) {
+      // Node decodes base64 leniently (it skips what is not base64), so a pasted connection string would
+      // become a wrong key that DPS refuses, retried for ever. Never quote the key.
+      if (typeof key !== "string" || !BASE64_KEY.test(key.trim())) {
         throw new ConfigurationError(
           `a symmetric key attestation needs a base64 ${"groupKey" in attestation ? "group key" : "key"}`,
         );

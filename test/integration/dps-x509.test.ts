@@ -11,6 +11,7 @@ import {
   x509Device,
   type TestDps,
 } from "./dps-fixtures.js";
+import { createTestPki } from "../support/test-certs.js";
 
 const HUB = "hub-x509.emulator.local";
 
@@ -111,4 +112,28 @@ describe("DPS emulator, X.509 attestation", () => {
       assert.equal(result.status, "assigned");
     });
   }
+
+  it("refuses a leaf signed by another CA with the same name as the enrolled one, over HTTPS and MQTT", async () => {
+    // Same subject as the enrolled CA, so the leaf's issuer name matches: only its signature does not.
+    const rogue = createTestPki();
+    for (const transport of ["https", "mqtt"] as const) {
+      const registrationId = `x509-rogue-${transport}`;
+      const device = rogue.issueClientCert(registrationId);
+      await assert.rejects(
+        register(
+          sdkEndpoint(env.dps, env.pki.caCert, transport),
+          x509Device(registrationId, device, transport, env.pki.caCert),
+        ),
+        isRefusal,
+        transport,
+      );
+      assert.equal(env.hub.getDevice(HUB, registrationId), undefined);
+    }
+  });
+
+  void it.todo(
+    "refuses a leaf signed by another CA with the same name over AMQP: today the emulator's AMQP front end " +
+      "closes the connection right after the protocol header for such a certificate and the SDK waits for " +
+      "its own time-out instead of getting a refusal",
+  );
 });

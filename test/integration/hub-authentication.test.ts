@@ -251,4 +251,35 @@ describe("IoT Hub emulator authentication", () => {
     assert.equal(hub.service.recentTelemetry(HUB, "x509-ca-other").length, 0);
     await assertHubServes();
   });
+
+  it("refuses, for a CA-enrolled device, a self-signed certificate whose CN is the device id", async () => {
+    const deviceId = "x509-ca-self";
+    hub.registry.upsertDevice({
+      hubHostName: HUB,
+      deviceId,
+      status: "enabled",
+      authentication: { type: "certificateAuthority" },
+    });
+    const certificate = pki.issueClientCert(deviceId, { selfSigned: true });
+    const client = Client.fromConnectionString(
+      `HostName=${HUB}:${hub.port};DeviceId=${deviceId};x509=true`,
+      Amqp,
+    );
+    clients.push(client);
+    await client.setOptions({ cert: certificate.cert, key: certificate.key, ca: pki.caCert });
+    await withTimeout(client.open(), "open");
+    await assert.rejects(
+      withTimeout(client.sendEvent(new Message("not trusted")), "sendEvent"),
+      isUnauthorized,
+    );
+    assert.equal(hub.service.recentTelemetry(HUB, deviceId).length, 0);
+    await client.close();
+    await assertHubServes();
+  });
+
+  void it.todo(
+    "refuses, for a CA-enrolled device, a leaf of another CA with the trusted CA's name: today the TLS " +
+      "socket fails after the failed signature check (OpenSSL's 'invalid padding' surfaces as a socket " +
+      "error) and the SDK's open() gets no answer",
+  );
 });

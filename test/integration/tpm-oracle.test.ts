@@ -1,6 +1,9 @@
 // Our TPM client against the Azure SDK's own (azure-iot-security-tpm on tss.js), on the same swtpm state.
 import assert from "node:assert/strict";
 import { createHmac, randomBytes } from "node:crypto";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { buildActivationBlob } from "../../src/emulator/tpm-activation.js";
 import { TpmSecurityClient } from "../../src/tpm/index.js";
@@ -45,20 +48,51 @@ describe("TpmSecurityClient agrees with the Azure SDK's TPM client", () => {
     }
   });
 
-  it("creates the same EK as the SDK does on a blank TPM", async () => {
-    const blank = await startTestTpm();
+  it("creates the same EK and SRK as the SDK, each on its own blank TPM with the same seeds", async () => {
+    // One blank TPM state (seeds made, no key yet) copied into two folders: the SDK creates its keys on one
+    // copy and our client on the other, so each template is used to create, and the results must agree byte
+    // for byte (the public area carries the template's attributes and policy; the key derives from it).
+    const blankState = await mkdtemp(join(tmpdir(), "provisio-blank-tpm-"));
+    const sdkState = await mkdtemp(join(tmpdir(), "provisio-blank-tpm-sdk-"));
+    const ourState = await mkdtemp(join(tmpdir(), "provisio-blank-tpm-ours-"));
     try {
-      const sdk = sdkTpmOracle(blank.connection);
-      const sdkEndorsementKey = await sdk.getEndorsementKey();
-      sdk.close();
-      const client = new TpmSecurityClient(blank.connection);
+      const seeding = await startTestTpm(blankState);
+      await seeding.dispose();
+      await cp(blankState, sdkState, { recursive: true });
+      await cp(blankState, ourState, { recursive: true });
+
+      const sdkTpm = await startTestTpm(sdkState);
+      let sdkKeys: { endorsementKey: Buffer; storageRootKey: Buffer };
       try {
-        assert.ok((await client.getEndorsementKey()).equals(sdkEndorsementKey));
+        const sdk = sdkTpmOracle(sdkTpm.connection);
+        try {
+          sdkKeys = {
+            endorsementKey: await sdk.getEndorsementKey(),
+            storageRootKey: await sdk.getStorageRootKey(),
+          };
+        } finally {
+          sdk.close();
+        }
       } finally {
-        await client.close();
+        await sdkTpm.dispose();
+      }
+
+      const ourTpm = await startTestTpm(ourState);
+      try {
+        const client = new TpmSecurityClient(ourTpm.connection);
+        try {
+          const endorsementKey = await client.getEndorsementKey();
+          assert.equal(endorsementKey.toString("hex"), sdkKeys.endorsementKey.toString("hex"), "EK differs");
+          const storageRootKey = await client.getStorageRootKey();
+          assert.equal(storageRootKey.toString("hex"), sdkKeys.storageRootKey.toString("hex"), "SRK differs");
+        } finally {
+          await client.close();
+        }
+      } finally {
+        await ourTpm.dispose();
       }
     } finally {
-      await blank.dispose();
+      for (const dir of [blankState, sdkState, ourState]) await rm(dir, { recursive: true, force: true });
     }
   });
 

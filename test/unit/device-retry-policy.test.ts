@@ -4,8 +4,17 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { errors } from "azure-iot-common";
 import { ExponentialBackoff } from "../../src/device/backoff.js";
-import { ConfigurationError, HubError, ProvisioningError } from "../../src/device/errors.js";
+import {
+  ConfigurationError,
+  HubError,
+  OperationTimeoutError,
+  OutboxOverflowError,
+  ProvisioningError,
+  SessionStoppedError,
+  ValidationError,
+} from "../../src/device/errors.js";
 import { DefaultRetryPolicy, RetryCounter } from "../../src/device/retry-policy.js";
+import { isRetryable } from "../../src/device/retryable.js";
 import { TpmError } from "../../src/tpm/errors.js";
 
 const backoff = new ExponentialBackoff({
@@ -104,5 +113,40 @@ describe("retry policy", () => {
       assert.ok(delay <= 60_000 && delay >= 0, `attempt ${attempt}: ${delay}`);
     }
     assert.ok(defaults.delayMs(100, new errors.NotConnectedError("gone")) >= 48_000);
+  });
+
+  it("classifies each of our own errors, bare and wrapped", () => {
+    // undefined: the session never asks the policy about these (they fail one message, not the session)
+    const ours: [Error, "retry" | "stop" | undefined, boolean][] = [
+      [new ConfigurationError("the ID scope is malformed"), "stop", false],
+      [new OperationTimeoutError("telemetry", 100), "retry", true],
+      [new ValidationError("payload is not serialisable"), undefined, false],
+      [new OutboxOverflowError("reject-new", 10), undefined, false],
+      [new SessionStoppedError("twin GET"), undefined, false],
+    ];
+    for (const [error, action, retryable] of ours) {
+      for (const wrapped of [
+        error,
+        new ProvisioningError("failed", "dev", { cause: error }),
+        new HubError("failed", "dev", { cause: error }),
+      ]) {
+        if (action) assert.equal(policy.classify(wrapped), action, `${error.name} in ${wrapped.name}`);
+        assert.equal(isRetryable(wrapped), retryable, `${error.name} in ${wrapped.name}`);
+      }
+    }
+  });
+
+  it("waits the longest delay after our own permanent errors, the backoff after our timeouts", () => {
+    assert.equal(policy.delayMs(1, new ConfigurationError("no key")), 6_400);
+    assert.equal(policy.delayMs(1, new ValidationError("bad")), 6_400);
+    assert.equal(policy.delayMs(1, new OperationTimeoutError("telemetry", 100)), 100);
+  });
+
+  it("the default policy waits 60 s at most, exactly, and never the uncapped delay", () => {
+    const defaults = new DefaultRetryPolicy(new ExponentialBackoff({ random: () => 0 }));
+    assert.equal(defaults.delayMs(1, new errors.NotConnectedError("gone")), 1_000);
+    assert.equal(defaults.delayMs(1_000, new errors.NotConnectedError("gone")), 60_000);
+    assert.equal(defaults.delayMs(1, new errors.IotHubQuotaExceededError("quota")), 60_000);
+    assert.equal(defaults.delayMs(1, new errors.ThrottlingError("slow")), 10_000);
   });
 });

@@ -1,0 +1,155 @@
+// The DPS emulator's X.509 checks: a chain counts only when each link's signature verifies, not when the
+// names line up; the leaf must be valid now and carry the registration id as CN.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import forge from "node-forge";
+import { chainLeadsTo, checkLeaf, leafMatchesEnrolled } from "../../src/emulator/dps/credentials.js";
+import { createTestPki } from "../support/test-certs.js";
+
+const pki = createTestPki();
+// Another CA with exactly the same subject name ("Provisio Test Root CA"), and so the same issuer name in
+// the leaves it signs: only the signature tells them apart.
+const rogue = createTestPki();
+const x509 = (pem: string) => new X509Certificate(pem);
+const ca = x509(pki.caCert);
+
+describe("DPS emulator X.509 chain checks", () => {
+  it("the two test CAs have the same name and different keys", () => {
+    assert.equal(x509(rogue.caCert).subject, ca.subject);
+    assert.notEqual(x509(rogue.caCert).fingerprint256, ca.fingerprint256);
+  });
+
+  it("accepts a leaf signed by the enrolled CA", () => {
+    assert.equal(chainLeadsTo([x509(pki.issueClientCert("dev-1").cert)], [ca]), true);
+  });
+
+  it("refuses a leaf with the same issuer name signed by another CA", () => {
+    const leaf = x509(rogue.issueClientCert("dev-1").cert);
+    assert.equal(leaf.issuer, ca.subject);
+    assert.equal(chainLeadsTo([leaf], [ca]), false);
+    // ...also when the device sends its own CA along: that CA is not the enrolled one
+    assert.equal(chainLeadsTo([leaf, x509(rogue.caCert)], [ca]), false);
+  });
+
+  it("refuses a self-signed leaf and a chain with nothing to anchor it", () => {
+    assert.equal(chainLeadsTo([x509(pki.issueClientCert("dev-1", { selfSigned: true }).cert)], [ca]), false);
+    assert.equal(chainLeadsTo([x509(pki.issueClientCert("dev-1").cert)], []), false);
+    assert.equal(chainLeadsTo([], [ca]), false);
+  });
+
+  it("accepts the enrolled CA itself presented as the chain's end, and refuses a chain whose links do not verify", () => {
+    const leaf = x509(pki.issueClientCert("dev-1").cert);
+    assert.equal(chainLeadsTo([leaf, ca], [ca]), true);
+    // the device presents the rogue leaf then the real CA: the leaf-to-CA link does not verify
+    assert.equal(chainLeadsTo([x509(rogue.issueClientCert("dev-1").cert), ca], [x509(pki.caCert)]), false);
+  });
+
+  it("refuses chains when a certificate is not valid now", () => {
+    const leaf = x509(pki.issueClientCert("dev-1").cert);
+    const later = new Date(Date.now() + 48 * 60 * 60 * 1000);
+    assert.equal(chainLeadsTo([leaf], [ca], later), false);
+    const earlier = new Date(Date.now() - 60 * 60 * 1000);
+    assert.equal(chainLeadsTo([leaf], [ca], earlier), false);
+  });
+
+  it("takes the registration id from the leaf's CN, case-insensitively, and the leaf must be valid now", () => {
+    const leaf = x509(pki.issueClientCert("Dev-1").cert);
+    assert.equal(checkLeaf([leaf], "dev-1").ok, true);
+    const other = checkLeaf([leaf], "dev-2");
+    assert.ok(!other.ok && /CN does not match/.test(other.error.message));
+    const expired = checkLeaf([leaf], "dev-1", new Date(Date.now() + 48 * 60 * 60 * 1000));
+    assert.ok(!expired.ok && /not valid now/.test(expired.error.message));
+    const none = checkLeaf([], "dev-1");
+    assert.ok(!none.ok && /no client certificate/.test(none.error.message));
+  });
+
+  it("matches an individual enrollment by the whole certificate or its thumbprint, never by name", () => {
+    const enrolled = pki.issueClientCert("dev-1", { selfSigned: true });
+    const sameName = pki.issueClientCert("dev-1", { selfSigned: true });
+    const leaf = x509(enrolled.cert);
+    assert.equal(leafMatchesEnrolled(leaf, [{ certificate: enrolled.cert }]), true);
+    assert.equal(
+      leafMatchesEnrolled(leaf, [{ info: { sha1Thumbprint: enrolled.thumbprint.toLowerCase() } }]),
+      true,
+    );
+    assert.equal(
+      leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: enrolled.thumbprintSha256 } }]),
+      true,
+    );
+    assert.equal(leafMatchesEnrolled(x509(sameName.cert), [{ certificate: enrolled.cert }]), false);
+    assert.equal(
+      leafMatchesEnrolled(x509(sameName.cert), [{ info: { sha1Thumbprint: enrolled.thumbprint } }]),
+      false,
+    );
+    assert.equal(leafMatchesEnrolled(leaf, [{ certificate: "not a certificate" }]), false);
+    assert.equal(leafMatchesEnrolled(leaf, []), false);
+  });
+});
+
+/** A CA certificate (or a leaf) signed by `issuer`, with its own validity window; forge, as test-certs. */
+function signed(
+  commonName: string,
+  issuer: { cert: string; key: string },
+  options: { ca: boolean; notBefore?: Date; notAfter?: Date },
+): { cert: string; key: string } {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
+  const forgeKey = forge.pki.privateKeyFromPem(keyPem);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
+  cert.serialNumber = "01" + randomBytes(15).toString("hex");
+  cert.validity.notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
+  cert.validity.notAfter = options.notAfter ?? new Date(Date.now() + 24 * 60 * 60 * 1000);
+  cert.setSubject([{ name: "commonName", value: commonName }]);
+  cert.setIssuer(forge.pki.certificateFromPem(issuer.cert).subject.attributes);
+  cert.setExtensions([{ name: "basicConstraints", cA: options.ca }]);
+  cert.sign(forge.pki.privateKeyFromPem(issuer.key), forge.md.sha256.create());
+  return { cert: forge.pki.certificateToPem(cert), key: keyPem };
+}
+
+describe("DPS emulator X.509 chains through an intermediate CA", () => {
+  const root = { cert: pki.caCert, key: pki.caKey };
+  const intermediate = signed("Provisio Test Intermediate", root, { ca: true });
+  const leaf = signed("dev-1", intermediate, { ca: false });
+
+  it("accepts leaf + intermediate when the root is enrolled, and when the intermediate is", () => {
+    assert.equal(chainLeadsTo([x509(leaf.cert), x509(intermediate.cert)], [ca]), true);
+    assert.equal(chainLeadsTo([x509(leaf.cert)], [x509(intermediate.cert)]), true);
+  });
+
+  it("refuses the leaf alone when only the root is enrolled: the link to it is missing", () => {
+    assert.equal(chainLeadsTo([x509(leaf.cert)], [ca]), false);
+  });
+
+  it("refuses an intermediate of the same name from the rogue CA", () => {
+    const rogueIntermediate = signed(
+      "Provisio Test Intermediate",
+      { cert: rogue.caCert, key: rogue.caKey },
+      { ca: true },
+    );
+    const rogueLeaf = signed("dev-1", rogueIntermediate, { ca: false });
+    assert.equal(chainLeadsTo([x509(rogueLeaf.cert), x509(rogueIntermediate.cert)], [ca]), false);
+    // the rogue leaf presented with the genuine intermediate: its link to the intermediate does not verify
+    assert.equal(chainLeadsTo([x509(rogueLeaf.cert), x509(intermediate.cert)], [ca]), false);
+  });
+
+  it("refuses a chain with an expired intermediate, though the leaf and the root are valid", () => {
+    const expired = signed("Provisio Test Intermediate", root, {
+      ca: true,
+      notBefore: new Date(Date.now() - 48 * 60 * 60 * 1000),
+      notAfter: new Date(Date.now() - 60 * 60 * 1000),
+    });
+    const leafOfExpired = signed("dev-1", expired, { ca: false });
+    assert.equal(chainLeadsTo([x509(leafOfExpired.cert), x509(expired.cert)], [ca]), false);
+  });
+
+  it("refuses an expired leaf under a valid enrolled CA", () => {
+    const old = signed("dev-1", root, {
+      ca: false,
+      notBefore: new Date(Date.now() - 48 * 60 * 60 * 1000),
+      notAfter: new Date(Date.now() - 60 * 60 * 1000),
+    });
+    assert.equal(chainLeadsTo([x509(old.cert)], [ca]), false);
+  });
+});
