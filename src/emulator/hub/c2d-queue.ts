@@ -1,4 +1,4 @@
-// Cloud-to-device message queue of one device (docs/hub-amqp-protocol.md §5.1; iot-hub-devguide-messages-c2d.md):
+// Cloud-to-device message queue of one device (docs/hub-amqp-protocol.md §5.1; https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-messages-c2d):
 // at most 50 messages pending per device, 64 KB each, abandoned messages re-delivered up to 10 times,
 // a delivered message locked for one minute, default time to live one hour.
 import type { C2dAck } from "./types.js";

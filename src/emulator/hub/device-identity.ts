@@ -1,4 +1,4 @@
-// Checks on the identity records the registry accepts (iot-hub-devguide-identity-registry.md, "Device identity
+// Checks on the identity records the registry accepts (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry, "Device identity
 // properties"): device id charset and length, base64 keys, hex thumbprints.
 import { HubServiceError } from "./errors.js";
 import type { HubDeviceRecord } from "./types.js";

@@ -1,5 +1,5 @@
 // Direct methods: the service's invokeMethod sends a request on the device's method receiver link and waits for
-// the response on its method sender link (docs/hub-amqp-protocol.md §5.2; iot-hub-devguide-direct-methods.md).
+// the response on its method sender link (docs/hub-amqp-protocol.md §5.2; https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-direct-methods).
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { string_to_uuid, type Message } from "rhea";
@@ -12,7 +12,7 @@ import { sendOnLink, type LinkState } from "./link-state.js";
 import type { TimerSet } from "./timer-set.js";
 import type { HubDeviceRecord, MethodRequest } from "./types.js";
 
-/** Direct method limits (iot-hub-devguide-direct-methods.md). */
+/** Direct method limits (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-direct-methods). */
 const MethodLimits = {
   defaultResponseTimeoutS: 30,
   minResponseTimeoutS: 5,

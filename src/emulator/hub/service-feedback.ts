@@ -1,7 +1,7 @@
 // Delivery feedback for the service side (azure-iothub Client.getFeedbackReceiver): final C2D outcomes the
 // service asked for with iothub-ack, batched as Azure sends them on /messages/serviceBound/feedback — one
 // message whose JSON body is an array of records — and kept until a feedback receiver accepts them
-// (iot-hub-devguide-messages-c2d.md, "Message feedback").
+// (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-messages-c2d, "Message feedback").
 import { randomUUID } from "node:crypto";
 import type { Delivery, Sender } from "rhea";
 import { dataSection } from "./amqp-body.js";

@@ -1,4 +1,4 @@
-// Device twin rules as IoT Hub enforces them (iot-hub-devguide-device-twins.md, "Tags and properties format",
+// Device twin rules as IoT Hub enforces them (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins, "Tags and properties format",
 // "Device twin size"; docs/hub-amqp-protocol.md §4.6). Pure functions: no I/O, no state.
 
 export const TwinLimits = {
