@@ -52,6 +52,7 @@ export async function openRheaSender(device: RheaDevice): Promise<RheaSender> {
     reconnect: false,
   });
   connection.on("error", () => undefined);
+  connection.on("disconnected", () => undefined);
   await once(connection, "connection_open", () => undefined);
 
   const resource = `${device.hub}/devices/${device.deviceId}`;
