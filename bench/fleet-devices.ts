@@ -111,6 +111,9 @@ async function run(config: FleetConfig): Promise<void> {
   }
 }
 
+// The bench ended (or died) without killing us: do not stay behind holding a thousand connections.
+process.once("disconnect", () => process.exit(0));
+
 process.once("message", (config: FleetConfig) => {
   run(config).catch((error: unknown) => {
     process.send?.({ kind: "failed", error: error instanceof Error ? error.message : String(error) });
