@@ -278,6 +278,33 @@ describe("device session logic", () => {
     await session.close();
   });
 
+  it("the ack timeout counts from each message's own send, not from the first of the window", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryAckTimeoutMs: 200 });
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    const sentAt = new Map<string, number>();
+    first.onSend = (message) => {
+      sentAt.set(message.messageId, performance.now());
+      // the first is acknowledged at once, every later one never
+      return message.messageId === "early" ? Promise.resolve() : new Promise(() => undefined);
+    };
+    await session.sendTelemetry("x", { messageId: "early" });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const reconnected = waitForState(session, "connected").then(() => performance.now());
+    const late = session.sendTelemetry("y", { messageId: "late" });
+    const reconnectedAt = await reconnected;
+    await late;
+    assert.ok(
+      reconnectedAt - (sentAt.get("late") ?? 0) >= 200,
+      "not given up on before its own 200 ms had passed",
+    );
+    assert.deepEqual(world.current.sent, ["late"], "sent again, alone, on the new link");
+    assert.ok(first.closed);
+    await session.close();
+  });
+
   it("throttled telemetry pauses, is sent again in order and none is lost", async () => {
     const world = new FakeWorld();
     const { session } = makeSession(world);
