@@ -61,6 +61,15 @@ class FakeLink extends EventEmitter implements HubLink {
     };
     return Promise.resolve();
   }
+  methodNames: string[][] = [];
+  receiving = 0;
+  enableMethods(names: readonly string[]): Promise<void> {
+    this.methodNames.push([...names]);
+    return Promise.resolve();
+  }
+  receiveCloudMessages(): void {
+    this.receiving += 1;
+  }
   close(): Promise<void> {
     this.closed = true;
     this.removeAllListeners();
