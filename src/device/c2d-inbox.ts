@@ -1,7 +1,8 @@
 // Cloud-to-device messages beside the lifecycle: each delivery is handed to the registered handler with a lock
 // token and stays unsettled until someone completes, abandons or rejects it. With no handler (a redeploy is
 // under way) a delivery is held for a grace period, for the handler that comes back; when none does, it is
-// abandoned so that the hub delivers it again (docs/methods-and-c2d.md §3). A message is never completed without a handler.
+// abandoned so that the hub delivers it again (docs/methods-and-c2d.md §3). A message is never completed
+// without a handler.
 import { randomUUID } from "node:crypto";
 import { ValidationError } from "./errors.js";
 

@@ -1,7 +1,7 @@
 // Direct methods and cloud-to-device messages on one hub connection, through the azure-iot-device Client's own
 // API (onDeviceMethod, the 'message' event, complete / abandon / reject), so they work the same on every SDK
-// transport. Only the catch-all for method names nobody registered reaches below the Client
-// (method-catch-all.ts). Everything added here is removed by release() (docs/methods-and-c2d.md).
+// transport (docs/methods-and-c2d.md §1). Only the catch-all for method names nobody registered reaches below
+// the Client (method-catch-all.ts). Everything added here is removed by release().
 import { DeviceMethodRequest, DeviceMethodResponse, type Client, type Message } from "azure-iot-device";
 import type { C2dOutcome, IncomingCloudMessage } from "./c2d-inbox.js";
 import { HubError } from "./errors.js";

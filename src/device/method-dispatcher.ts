@@ -1,7 +1,7 @@
 // Direct methods beside the lifecycle: which handler takes a call (by name, else one for all methods), and the
 // calls waiting for the flow's answer. Every call is answered exactly once: by the handler's answer, at once
 // with 404 when nobody handles its name, or with 504 when the answer does not come within the handler's
-// response timeout — never left for the service to time out (docs/methods-and-c2d.md).
+// response timeout — never left for the service to time out (docs/methods-and-c2d.md §2).
 import { ValidationError } from "./errors.js";
 
 /** IoT Hub's limit for a direct-method payload, each way (docs/hub-amqp-protocol.md §7). */
