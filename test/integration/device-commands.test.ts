@@ -227,6 +227,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
         correlationId: "job-7",
         properties: { line: "A" },
         expiryTimeUtc: expiry,
+        contentType: "text/plain; charset=utf-8",
       });
       const first = await messages.next("first C2D");
       assert.equal(first.body.toString(), "open valve 3");
@@ -234,6 +235,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
       assert.equal(first.correlationId, "job-7");
       assert.equal(first.properties.line, "A");
       assert.equal(first.expiryTimeUtc, expiry);
+      assert.equal(first.contentType, "text/plain; charset=utf-8");
       await session.settleCloudMessage(first.lockToken, "complete");
       assert.equal(await outcomes.next("completed"), "completed");
 

@@ -288,6 +288,39 @@ for (const hubTransport of HUB_TRANSPORTS) {
       assert.equal(msg.lockToken, undefined);
       assert.equal(msg.iothub?.state, "connected");
       await completed;
+
+      const json = messageMatching<Msg>("received", (m) => m.messageId === "c2d-json");
+      emulator.hub.service.sendCloudToDevice(hub(), deviceId, {
+        body: JSON.stringify({ valve: 3, open: true }),
+        contentType: "application/json",
+        messageId: "c2d-json",
+      });
+      const parsed = await json;
+      assert.deepEqual(parsed.payload, { valve: 3, open: true });
+      assert.equal(parsed.contentType, "application/json");
+
+      const bytes = messageMatching<Msg>("received", (m) => m.messageId === "c2d-bytes");
+      emulator.hub.service.sendCloudToDevice(hub(), deviceId, {
+        body: Buffer.from([0, 1, 254]),
+        contentType: "application/octet-stream",
+        messageId: "c2d-bytes",
+      });
+      const binary = await bytes;
+      assert.ok(Buffer.isBuffer(binary.payload));
+      assert.deepEqual([...binary.payload], [0, 1, 254]);
+
+      // A body that contradicts its JSON content type: rejected (not redelivered), and Catch hears it.
+      const caught = messageMatching<Msg>("caught", (m) => m.messageId === "c2d-broken");
+      const rejected = feedback(deviceId, "rejected", "c2d-broken");
+      emulator.hub.service.sendCloudToDevice(hub(), deviceId, {
+        body: "{broken",
+        contentType: "application/json",
+        messageId: "c2d-broken",
+      });
+      const error = await caught;
+      assert.match(error.error?.message ?? "", /says it is JSON, but its body is not/);
+      assert.equal(error.payload, "{broken");
+      await rejected;
     });
 
     it("c2d in, the flow settles: complete, abandon (delivered again) and reject; a wrong settle goes to Catch", async () => {
