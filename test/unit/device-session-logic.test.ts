@@ -61,6 +61,15 @@ class FakeLink extends EventEmitter implements HubLink {
     };
     return Promise.resolve();
   }
+  methodNames: string[][] = [];
+  receiving = false;
+  enableMethods(names: readonly string[]): Promise<void> {
+    this.methodNames.push([...names]);
+    return Promise.resolve();
+  }
+  receiveCloudMessages(): void {
+    this.receiving = true;
+  }
   close(): Promise<void> {
     this.closed = true;
     this.removeAllListeners();
@@ -549,6 +558,45 @@ describe("device session logic", () => {
     assert.equal(world.provisions, 4);
     session.start();
     await waitForState(session, "connected");
+    await session.close();
+  });
+
+  it("method and C2D handlers are applied to every new link; calls of a dropped link are forgotten", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    const calls: string[] = [];
+    session.handleMethods((call) => calls.push(call.requestId), { names: ["restart"] });
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    assert.deepEqual(first.methodNames, [["restart"]]);
+    assert.equal(first.receiving, false, "no C2D handler yet: the link does not receive");
+    // Registered while connected: the running link learns it at once.
+    session.receiveCloudMessages(() => undefined);
+    session.handleMethods(() => undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(first.receiving, true);
+    const answers: number[] = [];
+    first.emit("method", {
+      requestId: "r1",
+      methodName: "restart",
+      payload: undefined,
+      respond: (status: number) => {
+        answers.push(status);
+        return Promise.resolve();
+      },
+    });
+    assert.deepEqual(calls, ["r1"]);
+
+    const reconnected = waitForState(session, "connected");
+    first.drop();
+    await reconnected;
+    const second = world.current;
+    assert.notEqual(second, first);
+    assert.deepEqual(second.methodNames, [["restart"]]);
+    assert.equal(second.receiving, true);
+    await assert.rejects(session.respondToMethod("r1", 200, {}), /is waiting for an answer/);
+    assert.deepEqual(answers, []);
     await session.close();
   });
 

@@ -112,6 +112,9 @@ export interface CloudToDeviceMessage {
   body: Buffer | string;
   messageId?: string;
   correlationId?: string;
+  /** System properties IoT Hub passes on to the device (AMQP content-type / content-encoding, MQTT $.ct / $.ce). */
+  contentType?: string;
+  contentEncoding?: string;
   properties?: Record<string, string>;
   expiryTimeUtc?: string;
   /** Which delivery feedback the service asked for (iothub-ack); default none. */
