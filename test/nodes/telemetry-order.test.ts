@@ -91,6 +91,7 @@ describe("telemetry node: the msg leaves only after the hub accepted it", () => 
     assert.equal(msg._msgid, "m-1");
     assert.deepEqual(msg.payload, { temperature: 21.5 });
     assert.ok(msg.iothub && typeof msg.iothub === "object", "msg.iothub set");
+    assert.equal((msg.iothub as { telemetry?: string }).telemetry, "accepted");
   });
 
   it("a refused message never goes on: Catch gets it with the hub's reason", async () => {
