@@ -4,7 +4,7 @@
 // Nothing but counters lives in memory: messages are paged in, oldest first, through a read cursor; a segment
 // is deleted once every message in it is done, so the disk holds what waits plus at most a segment or two.
 // Opening scans the segments once, line by line without decoding messages, to recount what waits
-// (docs/architecture.md §3.4). Why a log of our own: no native module (palette installs on any Node), sequential
+// (docs/architecture.md §3.1). Why a log of our own: no native module (palette installs on any Node), sequential
 // writes only, and a restart costs one read of what is on disk.
 import {
   closeSync,

@@ -1,5 +1,5 @@
 // How one telemetry message is written into the outbox log and read back (format version 2,
-// docs/architecture.md §3.4). One line per record, ASCII framing so a torn or damaged record is found by its
+// docs/architecture.md §3.1). One line per record, ASCII framing so a torn or damaged record is found by its
 // line and its CRC without parsing the rest:
 //   header  "OUTBOX 2 <first seq>"                   first line of every segment file
 //   kept    "k <seq> <bytes> <crc32 hex> <json>"     a message accepted into the outbox

@@ -20,7 +20,7 @@ export interface OutboxHolding {
 /**
  * Default bounds. On disk: 8 hours at 100 msg/s (2,880,000 messages, rounded up) and 1 GiB, so a gateway
  * sending ~300 B messages rides out a working day without the hub; in memory, where each waiting message
- * costs about 1 KB of heap besides its bytes: 10,000 messages and 16 MiB (docs/architecture.md §3.4).
+ * costs about 1 KB of heap besides its bytes: 10,000 messages and 16 MiB (docs/architecture.md §3.1).
  */
 export const DEFAULT_BOUNDS = {
   disk: { maxMessages: 3_000_000, maxBytes: 1024 * 1024 * 1024 },

@@ -68,7 +68,7 @@ function flows(world: FaultWorld, registrationId: string): unknown[] {
   ];
 }
 
-/** Messages kept in the outbox log whose segments are `<file>.00000001`, …  (docs/architecture.md §3.4). */
+/** Messages kept in the outbox log whose segments are `<file>.00000001`, …  (docs/architecture.md §3.1). */
 function linesIn(file: string): number {
   const dir = dirname(file);
   if (!existsSync(dir)) return 0;
