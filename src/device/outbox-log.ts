@@ -129,7 +129,11 @@ export class OutboxLog {
     this.pendingCount += 1;
     this.pendingBytes += bytes;
     this.unreadCount += 1;
-    this.rotateIfFull();
+    try {
+      this.rotateIfFull();
+    } catch {
+      // The message is kept (written above); a segment that cannot be started now is tried at the next write.
+    }
     return seq;
   }
 
@@ -176,12 +180,17 @@ export class OutboxLog {
   /** The message left the outbox for good (accepted, refused for what it is, or dropped). */
   done(seq: number, bytes: number): void {
     if (this.isDone(seq) || seq >= this.nextSeq) return;
-    this.write(doneLine(seq, bytes));
     this.markDone(seq);
     this.pendingCount -= 1;
     this.pendingBytes -= bytes;
-    this.compact();
-    this.rotateIfFull();
+    try {
+      this.write(doneLine(seq, bytes));
+      this.compact();
+      this.rotateIfFull();
+    } catch {
+      // Called as the hub accepts messages: never throws there. A done record the disk refused (full) means
+      // the message may be sent again after a restart (at-least-once), never that one is lost.
+    }
   }
 
   /** Flushes to the disk and closes the files. */
@@ -227,7 +236,11 @@ export class OutboxLog {
     this.writeSize += data.length;
     this.syncTimer ??= setTimeout(() => {
       this.syncTimer = undefined;
-      if (!this.closed) fsyncSync(this.writeFd);
+      try {
+        if (!this.closed) fsyncSync(this.writeFd);
+      } catch {
+        // A failing fsync (a disk going away) must not end the process; the next write reports the disk.
+      }
     }, this.syncEveryMs);
     this.syncTimer.unref();
   }
@@ -235,9 +248,11 @@ export class OutboxLog {
   /** Starts the next segment once the one being written is full (after a record is fully accounted). */
   private rotateIfFull(): void {
     if (this.writeSize < this.segmentBytes) return;
-    fsyncSync(this.writeFd);
-    closeSync(this.writeFd);
+    const full = this.writeFd;
+    fsyncSync(full);
+    // The new segment first: if it cannot be made, writing goes on in the full one and rotation is tried again.
     this.writeFd = this.startSegment((this.segments.at(-1) as Segment).no + 1);
+    closeSync(full);
     this.compact();
   }
 
@@ -256,11 +271,13 @@ export class OutboxLog {
   /** Deletes the oldest segments once every message in them is done (never the one being written). */
   private compact(): void {
     while (this.segments.length > 1 && this.segments[0].lastSeq <= this.doneThrough) {
-      const gone = this.segments.shift() as Segment;
+      const gone = this.segments[0];
+      // Closed before it is deleted (Windows cannot delete an open file).
+      if (this.cursor.segment === 0) this.closeCursor();
       unlinkSync(gone.path);
+      this.segments.shift();
       if (this.cursor.segment === 0) {
         // Nothing unread was left in it: read on from the start of the next one.
-        this.closeCursor();
         Object.assign(this.cursor, { position: 0, rest: Buffer.alloc(0), lines: [] });
       } else {
         this.cursor.segment -= 1;

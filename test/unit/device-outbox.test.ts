@@ -166,6 +166,31 @@ describe("outbox bounds", () => {
   );
 
   it(
+    "on disk, reopened under a smaller bound, the oldest give way, counted and reported",
+    withDir(async (dir) => {
+      const file = join(dir, "outbox.log");
+      let log = new OutboxLog(file);
+      let outbox = pump({ log, readAhead: 0 });
+      for (let i = 0; i < 10; i++) assert.equal(await outbox.enqueue(message(`m${i}`)), "stored");
+      log.close();
+      log = new OutboxLog(file);
+      const drops: TelemetryDrop[] = [];
+      outbox = pump({ log, maxMessages: 4 }, drops);
+      assert.equal(outbox.size, 4);
+      assert.equal(outbox.droppedCount, 6);
+      assert.deepEqual(
+        drops.map((d) => d.messageId),
+        ["m0", "m1", "m2", "m3", "m4", "m5"],
+      );
+      const sent: string[] = [];
+      outbox.attach(acceptingLink(sent));
+      await until(() => outbox.size === 0);
+      assert.deepEqual(sent, ["m6", "m7", "m8", "m9"]);
+      log.close();
+    }),
+  );
+
+  it(
     "on disk, 200,000 messages survive a restart and are delivered in order with only the window in memory",
     withDir(async (dir) => {
       const count = 200_000;
