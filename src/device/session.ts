@@ -251,9 +251,9 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   /**
    * Queues one telemetry message; resolves "accepted" when IoT Hub accepted it, or at once "stored" when the
    * outbox is on disk and the message went there beyond the in-memory window (sent later, in order). While
-   * disconnected the message waits in the outbox (bounded) and is sent after the reconnect. Rejects with ValidationError for a
-   * message the hub would refuse, OutboxOverflowError when it was dropped, HubError when the hub refused it
-   * for what it is, SessionStoppedError when the session closed first.
+   * disconnected the message waits in the outbox (bounded) and is sent after the reconnect. Rejects with
+   * ValidationError for a message the hub would refuse, OutboxOverflowError when it was dropped, HubError when
+   * the hub refused it for what it is, SessionStoppedError when the session closed first.
    */
   sendTelemetry(payload: TelemetryPayload, options: TelemetryOptions = {}): Promise<TelemetryOutcome> {
     if (this.state === "closed") return Promise.reject(new SessionStoppedError("telemetry"));
