@@ -52,12 +52,14 @@ export class OutboxOverflowError extends DeviceSessionError {
   override name = "OutboxOverflowError";
   constructor(
     readonly policy: "drop-oldest" | "reject-new",
-    readonly capacity: number,
+    readonly maxMessages: number,
+    readonly maxBytes: number,
   ) {
+    const bounds = `${maxMessages} messages or ${maxBytes} bytes`;
     super(
       policy === "drop-oldest"
-        ? `telemetry dropped: the outbox is full (${capacity} messages) and the oldest message makes room`
-        : `telemetry rejected: the outbox is full (${capacity} messages)`,
+        ? `telemetry dropped: the outbox is full (${bounds}) and the oldest message makes room`
+        : `telemetry rejected: the outbox is full (${bounds}), or the message is larger than all of it`,
     );
   }
 }

@@ -34,7 +34,12 @@ export {
 } from "./states.js";
 export { Lifecycle, type Phase, type SessionEvent, type LifecycleHooks } from "./lifecycle.js";
 export { DefaultRetryPolicy, RetryCounter, type RetryPolicy, type RetryAction } from "./retry-policy.js";
-export { TelemetryPump, type TelemetryPause, type PauseReason } from "./telemetry-pump.js";
+export {
+  TelemetryPump,
+  type TelemetryPause,
+  type PauseReason,
+  type TelemetryOutcome,
+} from "./telemetry-pump.js";
 export { TwinSync } from "./twin-sync.js";
 export {
   MethodDispatcher,
@@ -81,7 +86,8 @@ export {
   twinDepth,
   twinSize,
 } from "./validation.js";
-export { Outbox, type OverflowPolicy, type OutboxOptions } from "./outbox.js";
+export { DEFAULT_BOUNDS, type OverflowPolicy, type OutboxBounds } from "./outbox.js";
+export { OutboxLog, type OutboxLogOptions } from "./outbox-log.js";
 export {
   toHubMessage,
   COMPONENT_PROPERTY,

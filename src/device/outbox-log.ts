@@ -1,173 +1,427 @@
-// The outbox on disk: an append-only log of "kept" and "done" records, one JSON line each. A message is in
-// the log before enqueue() returns (a write(2) that a process kill cannot undo); fsync runs in batches, at most
-// `syncEveryMs` apart, so a power cut can lose that last stretch. On open the log is replayed (kept minus
-// done, in order; a torn last line from a kill mid-write is ignored) and rewritten with only what is still
-// pending once done records outweigh it. Why a log of our own: no native module (palette installs on any
-// Node), one file, sequential writes; replay reads it once (docs/architecture.md "Telemetry").
+// The outbox on disk: an append-only log of "kept" and "done" records (outbox-record.ts) cut into segment files
+// of about `segmentBytes` each. A message is in the log before append() returns (a write(2) that a process kill
+// cannot undo); fsync runs in batches, at most `syncEveryMs` apart, so a power cut can lose that last stretch.
+// Nothing but counters lives in memory: messages are paged in, oldest first, through a read cursor; a segment
+// is deleted once every message in it is done, so the disk holds what waits plus at most a segment or two.
+// Opening scans the segments once, line by line without decoding messages, to recount what waits
+// (docs/architecture.md §3.1). Why a log of our own: no native module (palette installs on any Node), sequential
+// writes only, and a restart costs one read of what is on disk.
 import {
   closeSync,
   fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
+  ftruncateSync,
   mkdirSync,
-  existsSync,
+  openSync,
+  readdirSync,
+  readSync,
+  unlinkSync,
+  writeSync,
 } from "node:fs";
-import { dirname } from "node:path";
-import { Message } from "azure-iot-device";
-
-/** What the log keeps of a telemetry message: enough to send it again, byte for byte. */
-export interface StoredMessage {
-  body: string;
-  messageId: string;
-  correlationId?: string;
-  contentType?: string;
-  contentEncoding?: string;
-  properties: Array<[string, string]>;
-}
-
-export interface PendingRecord {
-  seq: number;
-  message: Message;
-}
-
-export function storedOf(message: Message): StoredMessage {
-  const data = message.getData() as Buffer | string;
-  const stored: StoredMessage = {
-    body: (Buffer.isBuffer(data) ? data : Buffer.from(String(data))).toString("base64"),
-    messageId: String(message.messageId),
-    properties: [],
-  };
-  if (message.correlationId) stored.correlationId = String(message.correlationId);
-  if (message.contentType) stored.contentType = message.contentType;
-  if (message.contentEncoding) stored.contentEncoding = message.contentEncoding;
-  for (let i = 0; i < message.properties.count(); i++) {
-    const item = message.properties.getItem(i);
-    stored.properties.push([item.key, String(item.value)]);
-  }
-  return stored;
-}
-
-export function messageOf(stored: StoredMessage): Message {
-  const message = new Message(Buffer.from(stored.body, "base64"));
-  message.messageId = stored.messageId;
-  if (stored.correlationId) message.correlationId = stored.correlationId;
-  if (stored.contentType) message.contentType = stored.contentType as Message["contentType"];
-  if (stored.contentEncoding) message.contentEncoding = stored.contentEncoding as Message["contentEncoding"];
-  for (const [key, value] of stored.properties) message.properties.add(key, value);
-  return message;
-}
+import { basename, dirname } from "node:path";
+import type { Message } from "azure-iot-device";
+import { decodeMessage, doneLine, headerLine, keptLine, parseLine } from "./outbox-record.js";
 
 export interface OutboxLogOptions {
   /** Longest time a written record waits for fsync. Default 200 ms. */
   syncEveryMs?: number;
+  /** A new segment file is started once the current one holds this much. Default 16 MiB. */
+  segmentBytes?: number;
 }
 
+/** A message paged in from the log. */
+export interface LoggedMessage {
+  seq: number;
+  bytes: number;
+  message: Message;
+}
+
+interface Segment {
+  no: number;
+  path: string;
+  firstSeq: number;
+  /** Highest sequence number kept in it (firstSeq - 1 while none). */
+  lastSeq: number;
+}
+
+/** A sequential reader over the segments: whole lines, a chunk at a time. */
+interface Cursor {
+  segment: number;
+  fd: number | undefined;
+  position: number;
+  /** Bytes read and not yet split into lines (a line cut by the chunk boundary). */
+  rest: Buffer;
+  lines: string[];
+}
+
+const CHUNK_BYTES = 256 * 1024;
+const SEGMENT_NAME = /^\d{8}$/;
+
 export class OutboxLog {
-  private fd: number;
+  private readonly segments: Segment[] = [];
+  private writeFd: number;
+  private writeSize = 0;
   private nextSeq = 1;
-  /** Pending records and their line length, for the rewrite. */
-  private readonly pending = new Map<number, string>();
-  private doneSinceRewrite = 0;
+  /** Every sequence number up to here is done; done ones above it wait in `doneAbove` until the gap closes. */
+  private doneThrough = 0;
+  private readonly doneAbove = new Set<number>();
+  private pendingCount = 0;
+  private pendingBytes = 0;
+  /** Pending messages not yet paged in (after the read cursor). */
+  private unreadCount = 0;
+  private readonly cursor: Cursor = {
+    segment: 0,
+    fd: undefined,
+    position: 0,
+    rest: Buffer.alloc(0),
+    lines: [],
+  };
+  private corrupt = 0;
   private syncTimer: NodeJS.Timeout | undefined;
   private readonly syncEveryMs: number;
+  private readonly segmentBytes: number;
   private closed = false;
 
-  /** Opens (or creates) the log at `file`; `recovered` holds what was pending, oldest first. */
+  /** Opens (or creates) the log whose segments are `<file>.00000001`, `<file>.00000002`, … */
   constructor(
     readonly file: string,
     options: OutboxLogOptions = {},
   ) {
     this.syncEveryMs = options.syncEveryMs ?? 200;
+    this.segmentBytes = options.segmentBytes ?? 16 * 1024 * 1024;
     mkdirSync(dirname(file), { recursive: true });
-    const text = existsSync(file) ? readFileSync(file, "utf8") : "";
-    this.replay(text);
-    this.fd = openSync(file, "a");
-    // Rewritten when it holds done records, or ends in a torn line the next record would be glued to.
-    if (this.doneSinceRewrite > 0 || (text.length > 0 && !text.endsWith("\n"))) this.rewrite();
+    this.recover();
+    // Writing always starts a new segment: nothing is appended after a torn line of an earlier process.
+    this.writeFd = this.startSegment((this.segments.at(-1)?.no ?? 0) + 1);
+    this.compact();
   }
 
-  /** Messages kept and not yet done, oldest first, as they were at open. */
-  recovered(): PendingRecord[] {
-    return [...this.pending.entries()].map(([seq, line]) => ({
-      seq,
-      message: messageOf((JSON.parse(line) as { m: StoredMessage }).m),
-    }));
-  }
-
+  /** Messages kept and not yet done (waiting on disk, paged in, or in flight). */
   get size(): number {
-    return this.pending.size;
+    return this.pendingCount;
+  }
+
+  /** Their bytes, as messageBytes() counts them. */
+  get bytes(): number {
+    return this.pendingBytes;
+  }
+
+  /** Pending messages not yet paged in. */
+  get unread(): number {
+    return this.unreadCount;
+  }
+
+  /** Records found damaged (a torn last line after a kill, or a CRC mismatch) and skipped when the log was opened. */
+  get corruptRecords(): number {
+    return this.corrupt;
+  }
+
+  /** Segment files on disk now. */
+  get segmentCount(): number {
+    return this.segments.length;
   }
 
   /** Writes a message; returns its sequence number. Survives a process kill once this returns. */
-  keep(message: Message): number {
-    const seq = this.nextSeq++;
-    const line = JSON.stringify({ k: seq, m: storedOf(message) });
-    this.write(`${line}\n`);
-    this.pending.set(seq, line);
+  append(message: Message, bytes: number): number {
+    const seq = this.nextSeq;
+    this.write(keptLine(seq, bytes, message));
+    this.nextSeq += 1;
+    (this.segments.at(-1) as Segment).lastSeq = seq;
+    this.pendingCount += 1;
+    this.pendingBytes += bytes;
+    this.unreadCount += 1;
+    try {
+      this.rotateIfFull();
+    } catch {
+      // The message is kept (written above); a segment that cannot be started now is tried at the next write.
+    }
     return seq;
   }
 
-  /** The message left the outbox for good (accepted, refused for what it is, or dropped). */
-  done(seq: number): void {
-    if (!this.pending.delete(seq)) return;
-    this.write(`{"d":${seq}}\n`);
-    this.doneSinceRewrite += 1;
-    if (this.doneSinceRewrite > 10_000 && this.doneSinceRewrite > this.pending.size) this.rewrite();
+  /**
+   * The message just appended is handed over in memory instead of being read back: only when it is the one
+   * unread message, so the read cursor may jump over what lies before it (all of it done or paged in).
+   */
+  takeAppended(): boolean {
+    if (this.unreadCount !== 1) return false;
+    this.unreadCount = 0;
+    this.closeCursor();
+    Object.assign(this.cursor, {
+      segment: this.segments.length - 1,
+      position: this.writeSize,
+      rest: Buffer.alloc(0),
+      lines: [],
+    });
+    return true;
   }
 
-  /** Flushes to the disk and closes the file. */
+  /** Pages in the oldest message not yet read; undefined when every pending message is in memory. */
+  readNext(): LoggedMessage | undefined {
+    while (this.unreadCount > 0) {
+      const line = this.nextLine();
+      if (line === undefined) {
+        // Counted as unread but not found: the file was changed under us. Stop counting what is not there.
+        this.unreadCount = 0;
+        return undefined;
+      }
+      const record = parseLine(line);
+      if (record.type !== "kept" || this.isDone(record.seq)) continue;
+      this.unreadCount -= 1;
+      const message = decodeMessage(record.json);
+      if (!message) {
+        this.done(record.seq, record.bytes);
+        this.corrupt += 1;
+        continue;
+      }
+      return { seq: record.seq, bytes: record.bytes, message };
+    }
+    return undefined;
+  }
+
+  /** The message left the outbox for good (accepted, refused for what it is, or dropped). */
+  done(seq: number, bytes: number): void {
+    if (this.isDone(seq) || seq >= this.nextSeq) return;
+    this.markDone(seq);
+    this.pendingCount -= 1;
+    this.pendingBytes -= bytes;
+    try {
+      this.write(doneLine(seq, bytes));
+      this.compact();
+      this.rotateIfFull();
+    } catch {
+      // Called as the hub accepts messages: never throws there. A done record the disk refused (full) means
+      // the message may be sent again after a restart (at-least-once), never that one is lost.
+    }
+  }
+
+  /** Flushes to the disk and closes the files. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.syncTimer) clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
-    fsyncSync(this.fd);
-    closeSync(this.fd);
+    fsyncSync(this.writeFd);
+    closeSync(this.writeFd);
+    this.closeCursor();
+  }
+
+  private isDone(seq: number): boolean {
+    return seq <= this.doneThrough || this.doneAbove.has(seq);
+  }
+
+  private markDone(seq: number): void {
+    if (seq !== this.doneThrough + 1) {
+      this.doneAbove.add(seq);
+      return;
+    }
+    this.doneThrough = seq;
+    while (this.doneAbove.delete(this.doneThrough + 1)) this.doneThrough += 1;
   }
 
   private write(text: string): void {
     if (this.closed) throw new Error("the outbox log is closed");
-    writeSync(this.fd, text);
+    const data = Buffer.from(text);
+    try {
+      const written = writeSync(this.writeFd, data);
+      if (written !== data.length)
+        throw new Error(`short write to the outbox log (${written} of ${data.length})`);
+    } catch (error) {
+      // A full disk: cut off what part of the line got written, so the next record starts on a line of its own.
+      try {
+        ftruncateSync(this.writeFd, this.writeSize);
+      } catch {
+        // the original error says more
+      }
+      throw error;
+    }
+    this.writeSize += data.length;
     this.syncTimer ??= setTimeout(() => {
       this.syncTimer = undefined;
-      fsyncSync(this.fd);
+      try {
+        if (!this.closed) fsyncSync(this.writeFd);
+      } catch {
+        // A failing fsync (a disk going away) must not end the process; the next write reports the disk.
+      }
     }, this.syncEveryMs);
     this.syncTimer.unref();
   }
 
-  private replay(text: string): void {
-    for (const line of text.split("\n")) {
-      if (line === "") continue;
-      let record: { k?: number; d?: number; m?: StoredMessage };
-      try {
-        record = JSON.parse(line) as typeof record;
-      } catch {
-        continue; // a line torn by a kill in mid-write: it was never acknowledged as kept
-      }
-      if (typeof record.k === "number" && record.m) {
-        this.pending.set(record.k, line);
-        this.nextSeq = Math.max(this.nextSeq, record.k + 1);
-      } else if (typeof record.d === "number") {
-        this.pending.delete(record.d);
-        this.doneSinceRewrite += 1;
+  /** Starts the next segment once the one being written is full (after a record is fully accounted). */
+  private rotateIfFull(): void {
+    if (this.writeSize < this.segmentBytes) return;
+    const full = this.writeFd;
+    fsyncSync(full);
+    // The new segment first: if it cannot be made, writing goes on in the full one and rotation is tried again.
+    this.writeFd = this.startSegment((this.segments.at(-1) as Segment).no + 1);
+    closeSync(full);
+    this.compact();
+  }
+
+  private startSegment(no: number): number {
+    const path = `${this.file}.${String(no).padStart(8, "0")}`;
+    const fd = openSync(path, "w");
+    const header = Buffer.from(headerLine(this.nextSeq));
+    writeSync(fd, header);
+    fsyncSync(fd);
+    syncDirectory(dirname(this.file));
+    this.segments.push({ no, path, firstSeq: this.nextSeq, lastSeq: this.nextSeq - 1 });
+    this.writeSize = header.length;
+    return fd;
+  }
+
+  /** Deletes the oldest segments once every message in them is done (never the one being written). */
+  private compact(): void {
+    while (this.segments.length > 1 && this.segments[0].lastSeq <= this.doneThrough) {
+      const gone = this.segments[0];
+      // Closed before it is deleted (Windows cannot delete an open file).
+      if (this.cursor.segment === 0) this.closeCursor();
+      unlinkSync(gone.path);
+      this.segments.shift();
+      if (this.cursor.segment === 0) {
+        // Nothing unread was left in it: read on from the start of the next one.
+        Object.assign(this.cursor, { position: 0, rest: Buffer.alloc(0), lines: [] });
+      } else {
+        this.cursor.segment -= 1;
       }
     }
   }
 
-  /** Replaces the log by one with only the pending records (written aside, fsynced, renamed over). */
-  private rewrite(): void {
-    const aside = `${this.file}.rewrite`;
-    const fd = openSync(aside, "w");
-    const lines = [...this.pending.values()];
-    for (let i = 0; i < lines.length; i += 1000) writeSync(fd, `${lines.slice(i, i + 1000).join("\n")}\n`);
-    fsyncSync(fd);
+  private closeCursor(): void {
+    if (this.cursor.fd !== undefined) closeSync(this.cursor.fd);
+    this.cursor.fd = undefined;
+  }
+
+  /** The next whole line after the cursor, across segment files; undefined at the end of what is written. */
+  private nextLine(): string | undefined {
+    const cursor = this.cursor;
+    for (;;) {
+      const line = cursor.lines.pop();
+      if (line !== undefined) return line;
+      const segment = this.segments[cursor.segment];
+      if (!segment) return undefined;
+      cursor.fd ??= openSync(segment.path, "r");
+      const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      const read = readSync(cursor.fd, chunk, 0, CHUNK_BYTES, cursor.position);
+      if (read === 0) {
+        if (cursor.segment === this.segments.length - 1) return undefined;
+        // The end of an older segment: a torn last line there is skipped (counted when the log was opened).
+        this.closeCursor();
+        Object.assign(cursor, { segment: cursor.segment + 1, position: 0, rest: Buffer.alloc(0) });
+        continue;
+      }
+      cursor.position += read;
+      const data =
+        cursor.rest.length > 0
+          ? Buffer.concat([cursor.rest, chunk.subarray(0, read)])
+          : chunk.subarray(0, read);
+      const end = data.lastIndexOf(10);
+      if (end < 0) {
+        cursor.rest = Buffer.from(data);
+        continue;
+      }
+      cursor.rest = Buffer.from(data.subarray(end + 1));
+      // Kept reversed so that pop() takes them oldest first.
+      cursor.lines = data.toString("utf8", 0, end).split("\n").reverse();
+    }
+  }
+
+  /** Reads every segment once, counting what waits; messages are not decoded. */
+  private recover(): void {
+    const prefix = `${basename(this.file)}.`;
+    const numbers = readdirSync(dirname(this.file))
+      .filter((name) => name.startsWith(prefix) && SEGMENT_NAME.test(name.slice(prefix.length)))
+      .map((name) => Number(name.slice(prefix.length)))
+      .sort((a, b) => a - b);
+    let expected: number | undefined;
+    /** Bytes of each pending seq are not remembered; a done record carries them, so kept minus done adds up. */
+    let highest = 0;
+    for (const no of numbers) {
+      const path = `${this.file}.${String(no).padStart(8, "0")}`;
+      const segment: Segment = { no, path, firstSeq: expected ?? 1, lastSeq: (expected ?? 1) - 1 };
+      let first = true;
+      forEachLine(path, (line, complete) => {
+        const record = complete ? parseLine(line) : { type: "corrupt" as const };
+        if (first) {
+          first = false;
+          if (record.type === "header") {
+            if (expected === undefined) {
+              expected = record.firstSeq;
+              this.doneThrough = record.firstSeq - 1;
+            }
+            segment.firstSeq = record.firstSeq;
+            segment.lastSeq = record.firstSeq - 1;
+            return;
+          }
+        }
+        if (record.type === "kept") {
+          if (expected === undefined) {
+            // No header to say where this log starts: it starts here.
+            expected = record.seq;
+            this.doneThrough = record.seq - 1;
+          }
+          if (record.seq < expected || this.isDone(record.seq)) return;
+          // Sequence numbers are consecutive: any skipped were damaged records, lost.
+          for (let lost = expected; lost < record.seq; lost++) if (!this.isDone(lost)) this.markDone(lost);
+          this.pendingCount += 1;
+          this.pendingBytes += record.bytes;
+          segment.lastSeq = record.seq;
+          expected = record.seq + 1;
+          highest = Math.max(highest, record.seq);
+        } else if (record.type === "done") {
+          highest = Math.max(highest, record.seq);
+          if (this.isDone(record.seq)) return;
+          if (expected !== undefined && record.seq < expected) {
+            this.pendingCount -= 1;
+            this.pendingBytes -= record.bytes;
+          }
+          this.markDone(record.seq);
+        } else if (record.type === "corrupt") {
+          this.corrupt += 1;
+        }
+      });
+      this.segments.push(segment);
+    }
+    this.nextSeq = Math.max(expected ?? 1, highest + 1, this.doneThrough + 1);
+    // Damaged records at the very end: their numbers are not given out again.
+    for (let lost = expected ?? this.nextSeq; lost < this.nextSeq; lost++)
+      if (!this.isDone(lost)) this.markDone(lost);
+    this.unreadCount = this.pendingCount;
+  }
+}
+
+/** Calls `each` for every line of `path`, read in chunks; `complete` is false for a last line without newline. */
+function forEachLine(path: string, each: (line: string, complete: boolean) => void): void {
+  const fd = openSync(path, "r");
+  try {
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    let rest = Buffer.alloc(0);
+    let position = 0;
+    for (;;) {
+      const read = readSync(fd, chunk, 0, CHUNK_BYTES, position);
+      if (read === 0) break;
+      position += read;
+      const data = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, read)]) : chunk.subarray(0, read);
+      let start = 0;
+      for (let end = data.indexOf(10, start); end >= 0; end = data.indexOf(10, start)) {
+        each(data.toString("utf8", start, end), true);
+        start = end + 1;
+      }
+      rest = Buffer.from(data.subarray(start));
+    }
+    if (rest.length > 0) each(rest.toString("utf8"), false);
+  } finally {
     closeSync(fd);
-    renameSync(aside, this.file);
-    const old = this.fd;
-    this.fd = openSync(this.file, "a");
-    closeSync(old);
-    this.doneSinceRewrite = 0;
+  }
+}
+
+/** A new segment file is only durable once its directory entry is: fsync the folder where the OS allows it. */
+function syncDirectory(path: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    fsyncSync(fd);
+  } catch {
+    // Windows cannot open a folder for fsync; NTFS journals the entry itself.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -1,86 +1,45 @@
-// Store-and-forward queue for telemetry while the hub is away: bounded, first in first out, with an
-// explicit overflow policy and a count of what it had to drop (docs/conventions.md §2.7).
+// The bounds of the telemetry outbox: how many messages and how many bytes may wait for the hub, and what a full
+// outbox does with one more (docs/conventions.md §2.7). Both stores count the same way: every message not yet
+// accepted by the hub, in flight included; bytes as messageBytes() counts them (outbox-record.ts).
 
 export type OverflowPolicy = "drop-oldest" | "reject-new";
 
-export interface OutboxOptions {
-  /** Most messages kept. Default 1000. */
-  capacity?: number;
-  /** What a full outbox does with a new message. Default "drop-oldest" (fresh data matters more). */
-  overflow?: OverflowPolicy;
+export interface OutboxBounds {
+  maxMessages: number;
+  maxBytes: number;
+  /** What a full outbox does with a new message: evict the oldest waiting ones, or refuse the new one. */
+  overflow: OverflowPolicy;
 }
 
-export type PushResult<T> = { accepted: true; dropped?: T } | { accepted: false };
+/** What the outbox holds now. */
+export interface OutboxHolding {
+  messages: number;
+  bytes: number;
+}
 
-export class Outbox<T> {
-  readonly capacity: number;
-  readonly overflow: OverflowPolicy;
-  private readonly items: T[] = [];
-  private droppedCount = 0;
+/**
+ * Default bounds. On disk: 8 hours at 100 msg/s (2,880,000 messages, rounded up) and 1 GiB, so a gateway
+ * sending ~300 B messages rides out a working day without the hub; in memory, where each waiting message
+ * costs about 1 KB of heap besides its bytes: 10,000 messages and 16 MiB (docs/architecture.md §3.1).
+ */
+export const DEFAULT_BOUNDS = {
+  disk: { maxMessages: 3_000_000, maxBytes: 1024 * 1024 * 1024 },
+  memory: { maxMessages: 10_000, maxBytes: 16 * 1024 * 1024 },
+} as const;
 
-  constructor(options: OutboxOptions = {}) {
-    this.capacity = options.capacity ?? 1000;
-    this.overflow = options.overflow ?? "drop-oldest";
-    if (!Number.isInteger(this.capacity) || this.capacity < 1) {
-      throw new RangeError("outbox capacity must be a whole number >= 1");
-    }
-    if (this.overflow !== "drop-oldest" && this.overflow !== "reject-new") {
-      throw new RangeError(`unknown outbox overflow policy "${String(this.overflow)}"`);
-    }
+export function checkBounds(bounds: OutboxBounds): void {
+  if (!Number.isInteger(bounds.maxMessages) || bounds.maxMessages < 1) {
+    throw new RangeError("the outbox's most messages must be a whole number >= 1");
   }
-
-  get size(): number {
-    return this.items.length;
+  if (!Number.isInteger(bounds.maxBytes) || bounds.maxBytes < 1) {
+    throw new RangeError("the outbox's most bytes must be a whole number >= 1");
   }
-
-  /** Messages lost to overflow since the outbox was made. */
-  get dropped(): number {
-    return this.droppedCount;
+  if (bounds.overflow !== "drop-oldest" && bounds.overflow !== "reject-new") {
+    throw new RangeError(`unknown outbox overflow policy "${String(bounds.overflow)}"`);
   }
+}
 
-  /** Appends; when full, either evicts the oldest (returned as `dropped`) or refuses the new one. */
-  push(item: T): PushResult<T> {
-    if (this.items.length < this.capacity) {
-      this.items.push(item);
-      return { accepted: true };
-    }
-    this.droppedCount += 1;
-    if (this.overflow === "reject-new") return { accepted: false };
-    const dropped = this.items.shift() as T;
-    this.items.push(item);
-    return { accepted: true, dropped };
-  }
-
-  /** The oldest message, left in place. */
-  peek(): T | undefined {
-    return this.items[0];
-  }
-
-  /** Takes `item` out wherever it is (a message that could not be kept after all). */
-  remove(item: T): void {
-    const index = this.items.lastIndexOf(item);
-    if (index >= 0) this.items.splice(index, 1);
-  }
-
-  /** Takes the oldest message out. */
-  shift(): T | undefined {
-    return this.items.shift();
-  }
-
-  /**
-   * Puts messages that could not be sent back at the front, oldest first, so that order is kept. The bound
-   * still holds: when the outbox filled up meanwhile, the newest messages give way (returned) instead.
-   */
-  requeue(items: readonly T[]): T[] {
-    this.items.unshift(...items);
-    const excess = this.items.length - this.capacity;
-    if (excess <= 0) return [];
-    this.droppedCount += excess;
-    return this.items.splice(this.capacity, excess);
-  }
-
-  /** Empties the outbox and returns what it held, oldest first. */
-  drain(): T[] {
-    return this.items.splice(0, this.items.length);
-  }
+/** Whether one more message of `bytes` fits beside what is held. */
+export function fits(bounds: OutboxBounds, holding: OutboxHolding, bytes: number): boolean {
+  return holding.messages + 1 <= bounds.maxMessages && holding.bytes + bytes <= bounds.maxBytes;
 }

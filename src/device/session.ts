@@ -21,8 +21,9 @@ import {
 import { DefaultRetryPolicy, RetryCounter, type RetryPolicy } from "./retry-policy.js";
 import { describeError } from "./retryable.js";
 import type { SessionState } from "./states.js";
-import { TelemetryPump, type TelemetryPause } from "./telemetry-pump.js";
+import { TelemetryPump, type TelemetryOutcome, type TelemetryPause } from "./telemetry-pump.js";
 import { OutboxLog } from "./outbox-log.js";
+import { DEFAULT_BOUNDS } from "./outbox.js";
 import { ReportBatcher, type ReportedPatch } from "./report-batcher.js";
 import { TwinSync } from "./twin-sync.js";
 import { validateTwinPatch } from "./validation.js";
@@ -138,9 +139,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       desired: (patch) => this.safeEmit("desired", patch),
     });
     this.outboxLog = options.outboxFile ? new OutboxLog(options.outboxFile) : undefined;
+    const bounds = this.outboxLog ? DEFAULT_BOUNDS.disk : DEFAULT_BOUNDS.memory;
     this.pump = new TelemetryPump({
       log: this.outboxLog,
-      capacity: options.outboxCapacity ?? DEFAULTS.outboxCapacity,
+      maxMessages: options.outboxMaxMessages ?? options.outboxCapacity ?? bounds.maxMessages,
+      maxBytes: options.outboxMaxBytes ?? bounds.maxBytes,
       overflow: options.outboxOverflow ?? DEFAULTS.outboxOverflow,
       window: options.telemetryWindow ?? DEFAULTS.telemetryWindow,
       ackTimeoutMs: options.telemetryAckTimeoutMs ?? DEFAULTS.telemetryAckTimeoutMs,
@@ -182,7 +185,22 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     return this.pump.size;
   }
 
-  /** Telemetry messages lost to outbox overflow. */
+  /** Their bytes, as the outbox bounds count them. */
+  get outboxBytes(): number {
+    return this.pump.bytes;
+  }
+
+  /** Telemetry messages held in memory now (with the outbox on disk, the rest waits there). */
+  get outboxInMemory(): number {
+    return this.pump.inMemory;
+  }
+
+  /** Damaged records (a torn line after a kill, a CRC mismatch) the outbox on disk skipped when it was opened. */
+  get outboxCorruptRecords(): number {
+    return this.outboxLog?.corruptRecords ?? 0;
+  }
+
+  /** Telemetry messages lost to outbox overflow (dropped or refused). */
   get droppedCount(): number {
     return this.pump.droppedCount;
   }
@@ -242,12 +260,13 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   }
 
   /**
-   * Queues one telemetry message; resolves when IoT Hub accepted it. While disconnected the message waits in
-   * the outbox (bounded) and is sent after the reconnect, in order. Rejects with ValidationError for a
-   * message the hub would refuse, OutboxOverflowError when it was dropped, HubError when the hub refused it
-   * for what it is, SessionStoppedError when the session closed first.
+   * Queues one telemetry message; resolves "accepted" when IoT Hub accepted it, or at once "stored" when the
+   * outbox is on disk and the message went there beyond the in-memory window (sent later, in order). While
+   * disconnected the message waits in the outbox (bounded) and is sent after the reconnect. Rejects with
+   * ValidationError for a message the hub would refuse, OutboxOverflowError when it was dropped, HubError when
+   * the hub refused it for what it is, SessionStoppedError when the session closed first.
    */
-  sendTelemetry(payload: TelemetryPayload, options: TelemetryOptions = {}): Promise<void> {
+  sendTelemetry(payload: TelemetryPayload, options: TelemetryOptions = {}): Promise<TelemetryOutcome> {
     if (this.state === "closed") return Promise.reject(new SessionStoppedError("telemetry"));
     let message: Message;
     try {

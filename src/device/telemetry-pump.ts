@@ -5,20 +5,30 @@
 // acknowledgements included, goes back to the front of the outbox and is sent again with the same messageId
 // (go-back-N, at-least-once). So if the hub keeps the last copy of each messageId, it sees the order of
 // enqueue() calls, across re-sends and reconnects. A throttled or quota-refused send pauses the pump instead
-// of dropping the message (docs/architecture.md "Telemetry").
+// of dropping the message. With the outbox on disk only a window is in memory (in flight plus a read-ahead);
+// the rest is paged in from the log as the window drains (docs/architecture.md §3).
 import type { Message } from "azure-iot-device";
 import { HubError, OperationTimeoutError, OutboxOverflowError, SessionStoppedError } from "./errors.js";
 import type { HubLink } from "./hub-connection.js";
-import { Outbox, type OverflowPolicy } from "./outbox.js";
+import { checkBounds, fits, type OutboxBounds, type OutboxHolding, type OverflowPolicy } from "./outbox.js";
 import type { OutboxLog } from "./outbox-log.js";
+import { messageBytes } from "./outbox-record.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { describeError, isMessageRefused, isQuotaExceeded, rootCause } from "./retryable.js";
 
+/**
+ * How sendTelemetry ended well: "accepted" by the hub, or "stored" in the outbox on disk beyond the in-memory
+ * window (kept there across restarts and sent in order; nobody is told again when the hub accepts it).
+ */
+export type TelemetryOutcome = "accepted" | "stored";
+
 export interface OutboxEntry {
   message: Message;
+  /** Its size as the outbox bounds count it. */
+  bytes: number;
   /** Its record in the outbox log, when the outbox is on disk. */
   seq?: number;
-  resolve: () => void;
+  resolve: (outcome: TelemetryOutcome) => void;
   reject: (error: Error) => void;
 }
 
@@ -47,14 +57,14 @@ export interface TelemetryDrop {
   messageId: string;
 }
 
-export interface TelemetryPumpOptions {
-  capacity: number;
-  overflow: OverflowPolicy;
+export interface TelemetryPumpOptions extends OutboxBounds {
   /** Most messages sent and not yet acknowledged. */
   window: number;
+  /** With the outbox on disk: most messages waiting in memory besides those in flight. Default 1024. */
+  readAhead?: number;
   ackTimeoutMs: number;
   policy: RetryPolicy;
-  /** The outbox on disk: what it recovered is sent first; each message is kept there until it leaves. */
+  /** The outbox on disk: what it holds from before is sent first; each message is kept there until it leaves. */
   log?: OutboxLog;
   deviceId(): string;
   /** The link cannot carry telemetry any more (no ack, refused token, broken link): reconnect. */
@@ -68,8 +78,13 @@ export interface TelemetryPumpOptions {
 const PAUSING_ERRORS = new Set(["ThrottlingError", "IotHubQuotaExceededError", "InternalServerError"]);
 
 export class TelemetryPump {
-  private readonly outbox: Outbox<OutboxEntry>;
+  /** Waiting in memory, oldest first; with a log, all of them come before what is still unread on disk. */
+  private readonly waiting: OutboxEntry[] = [];
+  /** Bytes of `waiting` and `inFlight` (the outbox in memory; on disk the log counts). */
+  private memoryBytes = 0;
   private readonly inFlight: InFlight[] = [];
+  private readonly readAhead: number;
+  private dropped = 0;
   private resends = 0;
   private link: HubLink | undefined;
   /** Bumped whenever the in-flight messages are taken back: late answers for them no longer count. */
@@ -80,21 +95,30 @@ export class TelemetryPump {
   private ackTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: TelemetryPumpOptions) {
-    this.outbox = new Outbox({ capacity: options.capacity, overflow: options.overflow });
+    checkBounds(options);
     if (!Number.isInteger(options.window) || options.window < 1) {
       throw new RangeError("the telemetry window must be a whole number >= 1");
     }
-    // Messages kept on disk by an earlier process: nobody awaits them any more, but they are sent first.
-    for (const { seq, message } of options.log?.recovered() ?? []) {
-      const pushed = this.outbox.push({ message, seq, resolve: () => undefined, reject: () => undefined });
-      if (!pushed.accepted) options.log?.done(seq);
-      else if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
+    this.readAhead = options.readAhead ?? 1024;
+    // Kept on disk by an earlier process under bounds that may have been larger: the oldest give way.
+    while (!this.withinBounds() && this.dropOldestWaiting()) {
+      // each pass drops one, counted
     }
   }
 
-  /** Messages not yet accepted by the hub: waiting in the outbox or in flight. */
+  /** Messages not yet accepted by the hub: waiting in the outbox (memory or disk) or in flight. */
   get size(): number {
-    return this.outbox.size + this.inFlight.length;
+    return this.holding().messages;
+  }
+
+  /** Their bytes, as the bounds count them. */
+  get bytes(): number {
+    return this.holding().bytes;
+  }
+
+  /** Messages held in memory now: in flight plus waiting there (with a log, the rest is on disk). */
+  get inMemory(): number {
+    return this.waiting.length + this.inFlight.length;
   }
 
   /** Messages sent again after a failure (each may reach the hub twice, with the same messageId). */
@@ -102,35 +126,44 @@ export class TelemetryPump {
     return this.resends;
   }
 
+  /** Messages the outbox dropped or refused because it was full (or the message larger than the byte bound). */
   get droppedCount(): number {
-    return this.outbox.dropped;
+    return this.dropped;
   }
 
-  get capacity(): number {
-    return this.outbox.capacity;
-  }
-
-  /** Queues a message; resolves once the hub accepted it. */
-  enqueue(message: Message): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const entry: OutboxEntry = { message, resolve, reject };
-      const pushed = this.outbox.push(entry);
-      if (!pushed.accepted) {
-        this.reportDrop(message);
-        reject(new OutboxOverflowError("reject-new", this.outbox.capacity));
-        return;
-      }
-      if (this.options.log) {
-        try {
-          entry.seq = this.options.log.keep(message);
-        } catch (error) {
-          // Not on disk, so not accepted: the caller hears why (a full or read-only disk).
-          this.outbox.remove(entry);
-          reject(error instanceof Error ? error : new Error(String(error)));
+  /**
+   * Queues a message; resolves "accepted" once the hub accepted it, or at once "stored" when it went to the
+   * disk beyond the in-memory window.
+   */
+  enqueue(message: Message): Promise<TelemetryOutcome> {
+    return new Promise<TelemetryOutcome>((resolve, reject) => {
+      const bytes = messageBytes(message);
+      const policy = this.options.overflow;
+      while (!fits(this.options, this.holding(), bytes)) {
+        if (bytes > this.options.maxBytes || policy === "reject-new" || !this.dropOldestWaiting()) {
+          // Refused: a message larger than the whole outbox, or nothing waiting that may give way.
+          this.dropped += 1;
+          this.reportDrop(message, "reject-new");
+          reject(new OutboxOverflowError("reject-new", this.options.maxMessages, this.options.maxBytes));
           return;
         }
       }
-      if (pushed.dropped) this.drop(pushed.dropped, "drop-oldest");
+      const entry: OutboxEntry = { message, bytes, resolve, reject };
+      const log = this.options.log;
+      if (log) {
+        try {
+          entry.seq = log.append(message, bytes);
+        } catch (error) {
+          // Not on disk, so not accepted: the caller hears why (a full or read-only disk).
+          reject(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
+        if (this.waiting.length < this.readAhead && log.takeAppended()) this.waiting.push(entry);
+        else resolve("stored");
+      } else {
+        this.waiting.push(entry);
+        this.memoryBytes += bytes;
+      }
       this.fill();
     });
   }
@@ -155,15 +188,17 @@ export class TelemetryPump {
    */
   rejectAll(error: SessionStoppedError): number {
     this.detach();
-    const entries = this.outbox.drain();
+    const held = this.size;
+    const entries = this.waiting.splice(0);
+    this.memoryBytes = 0;
     for (const entry of entries) entry.reject(error);
-    return entries.length;
+    return held;
   }
 
   private fill(): void {
     const link = this.link;
     while (link && this.pauseTimer === undefined && this.inFlight.length < this.options.window) {
-      const entry = this.outbox.shift();
+      const entry = this.takeWaiting();
       if (!entry) break;
       const flight: InFlight = { entry, accepted: false, sentAt: performance.now() };
       this.inFlight.push(flight);
@@ -225,7 +260,7 @@ export class TelemetryPump {
     while (this.inFlight.length > 0 && this.inFlight[0].accepted) {
       const entry = this.inFlight.shift()?.entry;
       this.forget(entry);
-      entry?.resolve();
+      entry?.resolve("accepted");
     }
   }
 
@@ -287,24 +322,53 @@ export class TelemetryPump {
     this.clearAcknowledgementTimer();
     const entries = this.inFlight.splice(0).map((flight) => flight.entry);
     this.resends += entries.length;
-    for (const displaced of this.outbox.requeue(entries)) this.drop(displaced, this.outbox.overflow);
+    // Still held (the bounds count what is in flight), so taking them back never overflows.
+    this.waiting.unshift(...entries);
+  }
+
+  private holding(): OutboxHolding {
+    const log = this.options.log;
+    if (log) return { messages: log.size, bytes: log.bytes };
+    return { messages: this.waiting.length + this.inFlight.length, bytes: this.memoryBytes };
+  }
+
+  private withinBounds(): boolean {
+    const { messages, bytes } = this.holding();
+    return messages <= this.options.maxMessages && bytes <= this.options.maxBytes;
+  }
+
+  /** The oldest message not in flight: from memory, else paged in from the disk. */
+  private takeWaiting(): OutboxEntry | undefined {
+    const entry = this.waiting.shift();
+    if (entry) return entry;
+    const paged = this.options.log?.readNext();
+    if (!paged) return undefined;
+    // Kept by an earlier process, or stored beyond the window: nobody awaits it.
+    return { ...paged, resolve: () => undefined, reject: () => undefined };
+  }
+
+  /** Makes room by dropping the oldest message not in flight; false when there is none. */
+  private dropOldestWaiting(): boolean {
+    const entry = this.takeWaiting();
+    if (!entry) return false;
+    this.forget(entry);
+    this.dropped += 1;
+    this.reportDrop(entry.message, "drop-oldest");
+    entry.reject(new OutboxOverflowError("drop-oldest", this.options.maxMessages, this.options.maxBytes));
+    return true;
   }
 
   /** The message left the outbox for good: off the disk too. */
   private forget(entry: OutboxEntry | undefined): void {
-    if (entry?.seq !== undefined) this.options.log?.done(entry.seq);
+    if (!entry) return;
+    if (entry.seq !== undefined) this.options.log?.done(entry.seq, entry.bytes);
+    else this.memoryBytes -= entry.bytes;
   }
 
-  private drop(entry: OutboxEntry, policy: OverflowPolicy): void {
-    this.forget(entry);
-    this.reportDrop(entry.message);
-    entry.reject(new OutboxOverflowError(policy, this.outbox.capacity));
-  }
-
-  private reportDrop(message: Message): void {
+  private reportDrop(message: Message, policy: OverflowPolicy): void {
     this.options.dropped({
-      policy: this.outbox.overflow,
-      droppedTotal: this.outbox.dropped,
+      policy,
+      droppedTotal: this.dropped,
       outboxSize: this.size,
       messageId: message.messageId,
     });

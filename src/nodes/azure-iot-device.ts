@@ -46,13 +46,17 @@ export = function register(RED: NodeAPI): void {
     const statusOf = (event: SessionStateEvent) => {
       const view = statusFor(event);
       const text = translate(RED, `azure-iot.status.${view.key}`, view.params);
-      // Messages lost to a full outbox stay visible in every status after, not only in the log.
+      // Messages lost to a full outbox stay visible in every status after, not only in the log: "dropped" when
+      // the oldest give way, "refused" when new ones are turned away.
       const dropped = session?.droppedCount ?? 0;
+      const lossKey = def.outboxOverflow === "reject-new" ? "refused" : "dropped";
       return {
         fill: view.fill,
         shape: view.shape,
         text:
-          dropped > 0 ? `${text} · ${translate(RED, "azure-iot.status.dropped", { count: dropped })}` : text,
+          dropped > 0
+            ? `${text} · ${translate(RED, `azure-iot.status.${lossKey}`, { count: dropped })}`
+            : text,
       };
     };
 
@@ -84,8 +88,18 @@ export = function register(RED: NodeAPI): void {
       session.on("twin", (desired) => users.forEach((user) => safely(() => user.onTwin?.(desired))));
       session.on("desired", (patch) => users.forEach((user) => safely(() => user.onDesired?.(patch))));
       const owned = session;
+      // Damaged records skipped when the outbox on disk was opened: said once, with their number.
+      if (session.outboxCorruptRecords > 0) {
+        node.warn(errorText(RED, "outboxCorrupt", { count: session.outboxCorruptRecords }));
+      }
       session.on("dropped", (drop) => {
-        node.warn(errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal }));
+        const policy = translate(
+          RED,
+          `azure-iot-device.overflow.${drop.policy === "reject-new" ? "rejectNew" : "dropOldest"}`,
+        );
+        node.warn(
+          errorText(RED, "outboxFull", { size: drop.outboxSize, dropped: drop.droppedTotal, policy }),
+        );
         for (const user of users) user.node.status(statusOf(owned.status));
       });
       session.on("paused", (pause) => {

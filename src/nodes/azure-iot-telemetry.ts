@@ -29,8 +29,9 @@ export = function register(RED: NodeAPI): void {
       const payload = msg.payload as object | string | Buffer;
       const sent = typeof payload === "number" || typeof payload === "boolean" ? String(payload) : payload;
       session.sendTelemetry(sent, options).then(
-        () => {
-          msg.iothub = iothubOf(session.status);
+        (outcome) => {
+          // "stored": on disk beyond the in-memory window, sent later in order (the device's outbox).
+          msg.iothub = { ...iothubOf(session.status), telemetry: outcome };
           send(msg);
           done();
         },

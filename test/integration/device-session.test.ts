@@ -403,6 +403,43 @@ describe("device session against the emulator", () => {
     assert.deepEqual(ids, ["before", "after"]);
   });
 
+  it("an outbox on disk larger than its in-memory window survives a new session and reaches the hub in order", async () => {
+    const registrationId = "session-sym-disk-outbox";
+    const key = enrolIndividual(registrationId);
+    const outboxFile = join(dir, "outbox", `${registrationId}.log`);
+    const count = 3_000;
+    const received: string[] = [];
+    emulator.hub.service.on(
+      "telemetry",
+      (record: { deviceId: string; systemProperties: { messageId?: unknown } }) => {
+        if (record.deviceId === registrationId) received.push(String(record.systemProperties.messageId));
+      },
+    );
+    // Not started: everything waits; past the read-ahead (1,024) the messages are only on disk.
+    const first = sessionFor({ kind: "symmetricKey", registrationId, key }, { options: { outboxFile } });
+    const ids = Array.from({ length: count }, (_, i) => `disk-${i}`);
+    const sends = ids.map((id, i) =>
+      first.sendTelemetry({ i }, { messageId: id }).catch((error: Error) => error.name),
+    );
+    assert.equal(first.outboxSize, count);
+    assert.ok(first.outboxInMemory <= 1_024, `${first.outboxInMemory} in memory`);
+    await first.close();
+    const outcomes = await Promise.all(sends);
+    assert.equal(outcomes.filter((o) => o === "stored").length, count - 1_024);
+    assert.ok(outcomes.slice(0, 1_024).every((o) => o === "TelemetryKeptError"));
+
+    const second = sessionFor({ kind: "symmetricKey", registrationId, key }, { options: { outboxFile } });
+    assert.equal(second.outboxSize, count);
+    assert.equal(second.outboxInMemory, 0, "nothing loaded at open");
+    second.start();
+    const deadline = Date.now() + 60_000;
+    while (second.outboxSize > 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(second.outboxSize, 0);
+    assert.deepEqual(lastOccurrences(received), ids);
+    assert.equal(second.droppedCount, 0);
+  });
+
   for (const fault of ["throttled", "quota-exceeded"] as const) {
     it(`telemetry the hub refuses as ${fault} waits and is sent again in order; the session stays connected`, async () => {
       const registrationId = `session-sym-${fault}`;

@@ -42,7 +42,7 @@ function sessionFor(world: FaultWorld, attestation: AttestationConfig): DeviceSe
 
 function underTest(session: DeviceSession): DeviceUnderTest {
   return {
-    send: (sequence, messageId) => session.sendTelemetry({ sequence }, { messageId }),
+    send: (sequence, messageId) => session.sendTelemetry({ sequence }, { messageId }).then(() => undefined),
     onState: (listener) => session.on("state", (event) => listener(event.state)),
     stopThenStart: () => {
       void session.stop();

@@ -184,6 +184,44 @@ describe("node errors reach a Catch node", () => {
       );
     });
 
+    it("a full outbox by bytes refuses the new ones: each to Catch, 'N refused' in the status", async () => {
+      // 0.00015 MB = 157 bytes: two messages of 54 bytes (body, id, content type and encoding) fit, not a third.
+      await loadFlow(
+        flowWith(nodes, {
+          outboxStorage: "memory",
+          outboxLimit: "",
+          outboxMaxMegabytes: "0.00015",
+          outboxOverflow: "reject-new",
+        }),
+        credentials,
+      );
+      const caught: CaughtMessage[] = [];
+      (getNode("caught") as unknown as NodeJS.EventEmitter).on("input", (msg: CaughtMessage) =>
+        caught.push(msg),
+      );
+      for (let i = 0; i < 5; i++) {
+        getNode("telemetry").receive({ payload: { n: i, pad: "0123456789" }, messageId: `bytes-${i}` });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(caught.length, 3, JSON.stringify(caught.map((c) => c.error.message)));
+      assert.match(caught[0].error.message, /outbox is full/);
+      assert.equal((caught[0] as unknown as { messageId: string }).messageId, "bytes-2");
+      const texts = statusSpy("telemetry").args.map(
+        (args: unknown[]) => (args[0] as { text?: string }).text ?? "",
+      );
+      assert.ok(
+        texts.some((text) => / · 3 refused$/.test(text)),
+        texts.join(" | "),
+      );
+    });
+
+    it("an outbox byte limit that is not a positive number is a configuration error", async () => {
+      await loadFlow(flowWith(nodes, { outboxMaxMegabytes: "-1" }), credentials);
+      const caught = nextMessage<CaughtMessage>("caught");
+      getNode("telemetry").receive({ payload: 1 });
+      assert.match((await caught).error.message, /megabytes/);
+    });
+
     it("refuses a payload over 256 KB before queueing it", async () => {
       await loadFlow(flowWith(nodes), credentials);
       const caught = nextMessage<CaughtMessage>("caught");

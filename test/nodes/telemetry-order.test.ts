@@ -48,15 +48,15 @@ interface HeldSend {
 
 /** Replaces this session's sendTelemetry with one that waits until the test accepts or refuses. */
 function holdSends(session: DeviceSession): HeldSend {
-  const held: HeldSend & { settle?: { resolve(): void; reject(e: Error): void } } = {
+  const held: HeldSend & { settle?: { resolve(outcome: string): void; reject(e: Error): void } } = {
     payloads: [],
-    accept: () => held.settle?.resolve(),
+    accept: () => held.settle?.resolve("accepted"),
     refuse: (error) => held.settle?.reject(error),
   };
   Object.defineProperty(session, "sendTelemetry", {
     value: (payload: unknown) => {
       held.payloads.push(payload);
-      return new Promise<void>((resolve, reject) => (held.settle = { resolve, reject }));
+      return new Promise<string>((resolve, reject) => (held.settle = { resolve, reject }));
     },
   });
   return held;
@@ -91,6 +91,7 @@ describe("telemetry node: the msg leaves only after the hub accepted it", () => 
     assert.equal(msg._msgid, "m-1");
     assert.deepEqual(msg.payload, { temperature: 21.5 });
     assert.ok(msg.iothub && typeof msg.iothub === "object", "msg.iothub set");
+    assert.equal((msg.iothub as { telemetry?: string }).telemetry, "accepted");
   });
 
   it("a refused message never goes on: Catch gets it with the hub's reason", async () => {

@@ -121,7 +121,7 @@ describe("retry policy", () => {
       [new ConfigurationError("the ID scope is malformed"), "stop", false],
       [new OperationTimeoutError("telemetry", 100), "retry", true],
       [new ValidationError("payload is not serialisable"), undefined, false],
-      [new OutboxOverflowError("reject-new", 10), undefined, false],
+      [new OutboxOverflowError("reject-new", 10, 1000), undefined, false],
       [new SessionStoppedError("twin GET"), undefined, false],
     ];
     for (const [error, action, retryable] of ours) {

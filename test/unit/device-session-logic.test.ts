@@ -457,7 +457,7 @@ describe("device session logic", () => {
 
   it("a full outbox drops the oldest (reported) or refuses the newest, per policy", async () => {
     const world = new FakeWorld();
-    const { session } = makeSession(world, { outboxCapacity: 2, outboxOverflow: "drop-oldest" });
+    const { session } = makeSession(world, { outboxMaxMessages: 2, outboxOverflow: "drop-oldest" });
     const dropped: string[] = [];
     session.on("dropped", (event) => dropped.push(`${event.messageId}/${event.droppedTotal}`));
     const first = session.sendTelemetry("1", { messageId: "one" });
@@ -471,9 +471,12 @@ describe("device session logic", () => {
     await session.close();
     for (const outcome of await Promise.all(later)) assert.ok(outcome instanceof SessionStoppedError);
 
-    const strict = makeSession(new FakeWorld(), { outboxCapacity: 1, outboxOverflow: "reject-new" }).session;
+    const strict = makeSession(new FakeWorld(), {
+      outboxMaxMessages: 1,
+      outboxOverflow: "reject-new",
+    }).session;
     const kept = strict.sendTelemetry("1");
-    await assert.rejects(strict.sendTelemetry("2"), /outbox is full \(1 messages\)/);
+    await assert.rejects(strict.sendTelemetry("2"), /outbox is full \(1 messages or 16777216 bytes\)/);
     await strict.close();
     await assert.rejects(kept, SessionStoppedError);
   });

@@ -16,7 +16,10 @@ export interface DeviceNodeDef extends NodeDef {
   keyFile: string;
   modelId: string;
   payload: string;
+  /** Most telemetry messages the outbox holds; empty means the default of its storage. */
   outboxLimit: string | number;
+  /** Most megabytes of telemetry the outbox holds; empty means the default of its storage. */
+  outboxMaxMegabytes?: string | number;
   outboxOverflow: "drop-oldest" | "reject-new";
   /** Where the outbox lives: "disk" (default, in the user folder) or "memory". */
   outboxStorage?: "disk" | "memory";
@@ -107,11 +110,19 @@ export function sessionConfigOf(
       throw new NodeConfigurationError("payloadJson");
     }
   }
-  const outboxCapacity = Number(configField(def.outboxLimit));
-  config.options = {
-    outboxCapacity: Number.isInteger(outboxCapacity) && outboxCapacity > 0 ? outboxCapacity : 1000,
-    outboxOverflow: def.outboxOverflow === "reject-new" ? "reject-new" : "drop-oldest",
-  };
+  config.options = { outboxOverflow: def.outboxOverflow === "reject-new" ? "reject-new" : "drop-oldest" };
+  const maxMessages = configField(def.outboxLimit);
+  if (maxMessages) {
+    const parsed = Number(maxMessages);
+    if (!Number.isInteger(parsed) || parsed < 1) throw new NodeConfigurationError("outboxLimitRange");
+    config.options.outboxMaxMessages = parsed;
+  }
+  const maxMegabytes = configField(def.outboxMaxMegabytes);
+  if (maxMegabytes) {
+    const parsed = Number(maxMegabytes);
+    if (!Number.isFinite(parsed) || parsed <= 0) throw new NodeConfigurationError("outboxBytesRange");
+    config.options.outboxMaxBytes = Math.max(1, Math.round(parsed * 1024 * 1024));
+  }
   const ackTimeout = seconds(def.ackTimeout, "ackTimeoutRange");
   if (ackTimeout !== undefined) config.options.telemetryAckTimeoutMs = ackTimeout;
   const window = configField(def.telemetryWindow);
