@@ -119,6 +119,8 @@ export class C2dDispatch {
     queue.enqueue({
       messageId: message.messageId ?? randomUUID(),
       ...(message.correlationId !== undefined ? { correlationId: message.correlationId } : {}),
+      ...(message.contentType !== undefined ? { contentType: message.contentType } : {}),
+      ...(message.contentEncoding !== undefined ? { contentEncoding: message.contentEncoding } : {}),
       body,
       properties: { ...(message.properties ?? {}) },
       expiresAtMs,
@@ -214,6 +216,8 @@ export class C2dDispatch {
       to: `/devices/${deviceId}/messages/devicebound`,
       user_id: Buffer.from(hubHostName.split(".")[0] ?? hubHostName),
       ...(entry.correlationId !== undefined ? { correlation_id: entry.correlationId } : {}),
+      ...(entry.contentType !== undefined ? { content_type: entry.contentType } : {}),
+      ...(entry.contentEncoding !== undefined ? { content_encoding: entry.contentEncoding } : {}),
       absolute_expiry_time: new Date(entry.expiresAtMs),
       message_annotations: {
         "x-opt-sequence-number": amqpTypes.wrap_long(entry.sequenceNumber),

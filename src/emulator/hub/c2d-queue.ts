@@ -14,6 +14,8 @@ export const C2dLimits = {
 export interface C2dEntry {
   messageId: string;
   correlationId?: string;
+  contentType?: string;
+  contentEncoding?: string;
   body: Buffer;
   properties: Record<string, string>;
   expiresAtMs: number;

@@ -182,6 +182,10 @@ export class MqttDeviceSession {
         ...(entry.correlationId !== undefined
           ? ([["$.cid", entry.correlationId]] as [string, string][])
           : []),
+        ...(entry.contentType !== undefined ? ([["$.ct", entry.contentType]] as [string, string][]) : []),
+        ...(entry.contentEncoding !== undefined
+          ? ([["$.ce", entry.contentEncoding]] as [string, string][])
+          : []),
         ["$.exp", new Date(entry.expiresAtMs).toISOString()],
         ...Object.entries(entry.properties),
       ];

@@ -64,6 +64,8 @@ export class ServiceC2dReceiver {
       properties,
       ...(messageId !== undefined ? { messageId } : {}),
       ...(correlationId !== undefined ? { correlationId } : {}),
+      ...(typeof message.content_type === "string" ? { contentType: message.content_type } : {}),
+      ...(typeof message.content_encoding === "string" ? { contentEncoding: message.content_encoding } : {}),
       ...(ack !== undefined ? { ack: ack as C2dAck } : {}),
       ...(expiry instanceof Date || typeof expiry === "number"
         ? { expiryTimeUtc: new Date(expiry).toISOString() }

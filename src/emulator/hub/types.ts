@@ -112,6 +112,9 @@ export interface CloudToDeviceMessage {
   body: Buffer | string;
   messageId?: string;
   correlationId?: string;
+  /** System properties content-type / content-encoding (the device SDKs' Message.contentType/contentEncoding). */
+  contentType?: string;
+  contentEncoding?: string;
   properties?: Record<string, string>;
   expiryTimeUtc?: string;
   /** Which delivery feedback the service asked for (iothub-ack); default none. */
