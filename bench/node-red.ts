@@ -1,5 +1,5 @@
 // Telemetry through a Node-RED flow (inject into the telemetry node, counted at its output) on the test
-// helper's runtime, against the same emulator as the DeviceSession figures.
+// helper's runtime with its call-recording spies taken off, against the same emulator as the DeviceSession figures.
 import { randomBytes } from "node:crypto";
 import { getNode, helper, loadFlow, startServer, stopServer } from "../test/support/node-red.js";
 import { samplePayload, type BenchWorld } from "./telemetry.js";
@@ -10,6 +10,38 @@ export interface FlowBench {
   /** Sends `count` messages into the telemetry node at once; resolves with msg/s when all came out. */
   send(count: number): Promise<number>;
   close(): Promise<void>;
+}
+
+type Spied = ((...args: unknown[]) => unknown) & { wrappedMethod?: Spied };
+
+function unwrapped(method: Spied): Spied {
+  let original = method;
+  while (typeof original.wrappedMethod === "function") original = original.wrappedMethod;
+  return original;
+}
+
+/**
+ * The test helper wraps Node-RED's logger and Node methods (send, status, log...) in sinon spies that record
+ * every call for assertions, plus a proxy per call; a Node-RED runtime has none of that, and the records grow
+ * with every message. The bench measures the runtime as it ships: once the flow is loaded it takes them off,
+ * on the Node prototype and where a node copied one (Node-RED copies `send` onto each wired node).
+ */
+function unwrapTestHelperSpies(nodeIds: string[]): void {
+  const internals = helper as unknown as {
+    _sandbox: { restore(): void };
+    _NodePrototype: Record<string, unknown>;
+  };
+  internals._sandbox.restore();
+  const holders = [
+    internals._NodePrototype,
+    ...nodeIds.map((id) => getNode(id) as unknown as Record<string, unknown>),
+  ];
+  for (const holder of holders) {
+    for (const name of Object.getOwnPropertyNames(holder)) {
+      const value = holder[name];
+      if (typeof value === "function") holder[name] = unwrapped(value as Spied);
+    }
+  }
 }
 
 export async function connectedFlow(world: BenchWorld, window: number): Promise<FlowBench> {
@@ -56,6 +88,9 @@ export async function connectedFlow(world: BenchWorld, window: number): Promise<
     ],
     { "dps-config": { caPem: world.emulator.caPem }, device: { symmetricKey: key } },
   );
+  // The test helper wraps every Node method in a sinon spy that records each call for assertions; a
+  // Node-RED runtime has none of that, and the records grow with every message: take them off.
+  unwrapTestHelperSpies(["provision", "states", "telemetry", "sent"]);
   await new Promise<void>((resolve) => {
     (getNode("states") as unknown as NodeJS.EventEmitter).on("input", (msg: { payload?: unknown }) => {
       if (msg.payload === "connected") resolve();

@@ -7,7 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawStartToConnected, sessionStartToConnected } from "./connect.js";
 import { diskRound } from "./disk-outbox.js";
+import { fleetRound, type FleetRound } from "./fleet.js";
 import { connectedFlow } from "./node-red.js";
+import { openRheaSender } from "./rhea-ceiling.js";
+import { rawTpmStartToConnected, sessionTpmStartToConnected } from "./tpm-connect.js";
 import { tpmRound } from "./tpm.js";
 import {
   connectedSession,
@@ -28,6 +31,16 @@ const MESSAGES = smoke ? 200 : 5_000;
 const REPORTS = smoke ? 50 : 1_000;
 const WINDOW = 64;
 const REPLAYED = smoke ? 2_000 : 100_000;
+/** Connected devices after each fleet step; the last is "all connected". */
+const FLEET_STEPS = smoke ? [1, 10] : [1, 10, 100, 1_000];
+/**
+ * Rounds that go up to the last step. On a 2-core machine 1,000 devices take minutes per subject (every DPS
+ * registration waits out the 1 s retry-after, and the emulator shares the cores), so the full ramp runs once
+ * and the steps below it 3 times: the bench stays under 10 minutes. The figures say so.
+ */
+const FLEET_FULL_ROUNDS = 1;
+/** Devices of a fleet step connecting at the same time. */
+const FLEET_CONCURRENCY = 200;
 
 interface Spread {
   min: number;
@@ -75,6 +88,14 @@ async function telemetryFigures(): Promise<Figure[]> {
     const raw = await rawClient(world);
     const session = await connectedSession(world, { telemetryWindow: WINDOW });
     const flow = await connectedFlow(world, WINDOW);
+    const forRhea = await connectedSession(world);
+    const rhea = await openRheaSender({
+      hub: forRhea.status.hub ?? "",
+      deviceId: forRhea.status.deviceId ?? "",
+      key: (forRhea as unknown as { sdkKey: string }).sdkKey,
+      ca: world.emulator.caPem,
+    });
+    await forRhea.close();
     const outboxDir = await mkdtemp(join(tmpdir(), "provisio-bench-disk-"));
     const onDisk = await connectedSession(world, {
       telemetryWindow: WINDOW,
@@ -94,9 +115,12 @@ async function telemetryFigures(): Promise<Figure[]> {
       add("session.p99", ours.p99Ms ?? 0);
       add("session.all", (await sessionTelemetry(session, MESSAGES, MESSAGES)).perSecond);
       add("flow.all", await flow.send(MESSAGES));
+      add("rhea.all", await rhea.send(MESSAGES));
       add("disk.window", (await sessionTelemetry(onDisk, MESSAGES, WINDOW)).perSecond);
       add("session.connect", await sessionStartToConnected(world));
       add("raw.connect", await rawStartToConnected(world));
+      add("session.connect.tpm", await sessionTpmStartToConnected(world));
+      add("raw.connect.tpm", await rawTpmStartToConnected(world));
       add("raw.reports.sequential", (await rawReports(raw, Math.ceil(REPORTS / 5), 1)).perSecond);
       add("raw.reports.concurrent", (await rawReports(raw, REPORTS, REPORTS)).perSecond);
       add("session.reports.sequential", (await sessionReports(session, Math.ceil(REPORTS / 5), 1)).perSecond);
@@ -105,6 +129,7 @@ async function telemetryFigures(): Promise<Figure[]> {
     await raw.close();
     await session.close();
     await flow.close();
+    rhea.close();
     await onDisk.close();
     await rm(outboxDir, { recursive: true, force: true });
   } finally {
@@ -143,6 +168,14 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["session.all"],
       `${sdk}, all at once`,
       rows["raw.all"],
+    ),
+    figure(
+      "telemetry, all at once",
+      "msg/s",
+      "higher",
+      rows["session.all"],
+      "bare rhea sender, all at once (ceiling)",
+      rows["rhea.all"],
     ),
     figure(
       `telemetry, ${WINDOW} callers, outbox on disk`,
@@ -193,6 +226,14 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["raw.connect"],
     ),
     figure(
+      "start to connected, TPM on swtpm",
+      "ms",
+      "lower",
+      rows["session.connect.tpm"],
+      `${sdk} with its TPM client: register, open, twin GET`,
+      rows["raw.connect.tpm"],
+    ),
+    figure(
       "twin reports, 1 at a time",
       "reports/s",
       "higher",
@@ -207,6 +248,46 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["session.reports.concurrent"],
       `${sdk}, all at once`,
       rows["raw.reports.concurrent"],
+    ),
+  ];
+}
+
+async function fleetFigures(): Promise<Figure[]> {
+  const world = await startBenchWorld();
+  const ours: FleetRound[] = [];
+  const raw: FleetRound[] = [];
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const steps = round < FLEET_FULL_ROUNDS ? FLEET_STEPS : FLEET_STEPS.slice(0, -1);
+      ours.push(await fleetRound(world, "ours", steps, FLEET_CONCURRENCY));
+      raw.push(await fleetRound(world, "raw", steps, FLEET_CONCURRENCY));
+    }
+  } finally {
+    await world.close();
+  }
+  const perDevice = (rounds: FleetRound[], devices: number): number[] =>
+    rounds.flatMap((r) => r.mbPerDevice.get(devices) ?? []);
+  const all = FLEET_STEPS[FLEET_STEPS.length - 1];
+  const fullRounds = Math.min(ROUNDS, FLEET_FULL_ROUNDS);
+  const roundsNote = fullRounds < ROUNDS ? ` (${fullRounds} round)` : "";
+  return [
+    ...FLEET_STEPS.map((devices) =>
+      figure(
+        `RSS per connected device, ${devices} device${devices === 1 ? "" : "s"}${devices === all ? roundsNote : ""}`,
+        "MB",
+        "lower",
+        perDevice(ours, devices),
+        "raw SDK clients",
+        perDevice(raw, devices),
+      ),
+    ),
+    figure(
+      `${all} devices from one enrollment group, time to all connected${roundsNote}`,
+      "ms",
+      "lower",
+      ours.slice(0, fullRounds).map((r) => r.allConnectedMs),
+      "raw SDK clients",
+      raw.slice(0, fullRounds).map((r) => r.allConnectedMs),
     ),
   ];
 }
@@ -275,7 +356,12 @@ function table(figures: Figure[]): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const figures = [...(await telemetryFigures()), ...diskFigures(), ...(await tpmFigures())];
+  const figures = [
+    ...(await telemetryFigures()),
+    ...(await fleetFigures()),
+    ...diskFigures(),
+    ...(await tpmFigures()),
+  ];
   const seconds = Math.round((Date.now() - started) / 1000);
   console.log(table(figures));
   console.log(

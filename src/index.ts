@@ -22,4 +22,10 @@ export {
   type TelemetryOptions,
   type AttestationConfig,
   type DpsConfig,
+  MethodCallNotWaitingError,
+  CloudMessageNotPendingError,
+  type MethodCall,
+  type MethodRegistration,
+  type CloudMessage,
+  type C2dOutcome,
 } from "./device/index.js";

@@ -62,6 +62,11 @@ export interface DeviceSessionOptions {
   registrationStore?: RegistrationStore;
   /** Shorthand for a JsonFileRegistrationStore at this path (ignored when registrationStore is given). */
   registrationCacheFile?: string;
+  /**
+   * How long a cloud-to-device message that arrives while no handler is registered (a redeploy) waits for one
+   * before it is abandoned to the hub. Default 10 s.
+   */
+  cloudMessageHoldMs?: number;
   /** Sent as the SDK's productInfo (user agent suffix). */
   productInfo?: string;
 }

@@ -9,6 +9,9 @@ import {
   X509AuthenticationProvider,
   type Message,
 } from "azure-iot-device";
+import type { IncomingCloudMessage } from "./c2d-inbox.js";
+import { HubCommands } from "./hub-commands.js";
+import type { IncomingMethodCall } from "./method-dispatcher.js";
 import { Amqp } from "azure-iot-device-amqp";
 import { NoRetry } from "azure-iot-common";
 import { TpmAuthenticationProvider, type TpmSigner } from "../tpm/authentication-provider.js";
@@ -46,6 +49,10 @@ export interface TwinDocument {
 export interface HubLinkEvents {
   disconnect: (error: Error | undefined) => void;
   desired: (patch: Record<string, unknown>) => void;
+  /** A direct-method call (after enableMethods), whatever its name. */
+  method: (call: IncomingMethodCall) => void;
+  /** A cloud-to-device message (while receiving); it stays unsettled until its `settle`. */
+  cloudMessage: (message: IncomingCloudMessage) => void;
 }
 
 export interface HubLink {
@@ -53,6 +60,10 @@ export interface HubLink {
   enableDesiredUpdates(): Promise<void>;
   getTwin(): Promise<TwinDocument>;
   updateReported(patch: Record<string, unknown>): Promise<void>;
+  /** Listens for direct-method calls: `names` through the SDK's own dispatch, every other name too. */
+  enableMethods(names: readonly string[]): Promise<void>;
+  /** Starts receiving cloud-to-device messages (until the connection closes). */
+  receiveCloudMessages(): void;
   /** Releases the socket, the SDK's timers and every listener; resolves within closeTimeoutMs. */
   close(): Promise<void>;
   on<E extends keyof HubLinkEvents>(event: E, listener: HubLinkEvents[E]): unknown;
@@ -89,6 +100,7 @@ export class HubConnection extends EventEmitter implements HubLink {
   private readonly registered: Array<{ emitter: EventEmitter; event: string; listener: Listener }> = [];
   private closing: Promise<void> | undefined;
   private lost = false;
+  private readonly commands: HubCommands;
 
   private constructor(
     private readonly client: Client,
@@ -97,6 +109,11 @@ export class HubConnection extends EventEmitter implements HubLink {
     private readonly closeTimeoutMs: number,
   ) {
     super();
+    this.commands = new HubCommands(client, transport, {
+      method: (call) => this.emit("method", call),
+      cloudMessage: (message) => this.emit("cloudMessage", message),
+      usable: () => !this.lost && !this.closing,
+    });
   }
 
   /** Opens a connection: TLS, AMQP, CBS (or X.509). Rejects with the SDK's error or OperationTimeoutError. */
@@ -178,6 +195,14 @@ export class HubConnection extends EventEmitter implements HubLink {
     );
   }
 
+  enableMethods(names: readonly string[]): Promise<void> {
+    return this.commands.enableMethods(names);
+  }
+
+  receiveCloudMessages(): void {
+    this.commands.receiveCloudMessages();
+  }
+
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
     return this.closing;
@@ -186,6 +211,7 @@ export class HubConnection extends EventEmitter implements HubLink {
   private async closeOnce(): Promise<void> {
     for (const { emitter, event, listener } of this.registered.splice(0))
       emitter.removeListener(event, listener);
+    this.commands.release();
     // Late SDK errors during the rundown must still be heard by someone.
     const ignore = (): void => undefined;
     this.client.on("error", ignore);

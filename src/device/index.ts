@@ -36,6 +36,28 @@ export { Lifecycle, type Phase, type SessionEvent, type LifecycleHooks } from ".
 export { DefaultRetryPolicy, RetryCounter, type RetryPolicy, type RetryAction } from "./retry-policy.js";
 export { TelemetryPump, type TelemetryPause, type PauseReason } from "./telemetry-pump.js";
 export { TwinSync } from "./twin-sync.js";
+export {
+  MethodDispatcher,
+  MethodCallNotWaitingError,
+  MethodStatus,
+  METHOD_PAYLOAD_LIMIT_BYTES,
+  DEFAULT_METHOD_RESPONSE_TIMEOUT_MS,
+  validateMethodAnswer,
+  type MethodCall,
+  type MethodHandler,
+  type MethodRegistration,
+  type IncomingMethodCall,
+} from "./method-dispatcher.js";
+export {
+  C2dInbox,
+  CloudMessageNotPendingError,
+  C2D_OUTCOMES,
+  DEFAULT_C2D_HOLD_MS,
+  type C2dOutcome,
+  type CloudMessage,
+  type CloudMessageHandler,
+  type IncomingCloudMessage,
+} from "./c2d-inbox.js";
 export { withDeadline, sleep } from "./deadline.js";
 export { ExponentialBackoff, type BackoffPolicy, type ExponentialBackoffOptions } from "./backoff.js";
 export {

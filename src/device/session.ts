@@ -26,6 +26,8 @@ import { OutboxLog } from "./outbox-log.js";
 import { ReportBatcher, type ReportedPatch } from "./report-batcher.js";
 import { TwinSync } from "./twin-sync.js";
 import { validateTwinPatch } from "./validation.js";
+import { MethodDispatcher, type MethodHandler, type MethodRegistration } from "./method-dispatcher.js";
+import { C2dInbox, DEFAULT_C2D_HOLD_MS, type C2dOutcome, type CloudMessageHandler } from "./c2d-inbox.js";
 
 /** What every `state` event carries: exactly what Node-RED's msg.iothub will hold. Never a secret. */
 export interface SessionStateEvent {
@@ -99,6 +101,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private retryDelayMs = 0;
   private readonly outboxLog: OutboxLog | undefined;
   private readonly reports = new ReportBatcher((patch) => this.sendReport(patch));
+  /** Direct-method handlers and the calls waiting for their answers; handlers outlive every connection. */
+  private readonly methods = new MethodDispatcher({ warning: (error) => this.warn(error) });
+  /** Cloud-to-device handlers and unsettled deliveries; handlers outlive every connection. */
+  private readonly inbox: C2dInbox;
   /**
    * The reported $version on `link` as far as the device knows it: read with the twin at connect, then one more
    * per PATCH (only the device writes reported properties, and the hub answers a PATCH without the version the
@@ -123,6 +129,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.policy = options.retryPolicy ?? new DefaultRetryPolicy(options.backoff ?? new ExponentialBackoff());
     this.retries = new RetryCounter(this.policy);
     this.twinTimeoutMs = options.twinTimeoutMs ?? DEFAULTS.twinTimeoutMs;
+    this.inbox = new C2dInbox(
+      { warning: (error) => this.warn(error) },
+      options.cloudMessageHoldMs ?? DEFAULT_C2D_HOLD_MS,
+    );
     this.twin = new TwinSync({
       twin: (desired) => this.safeEmit("twin", desired),
       desired: (patch) => this.safeEmit("desired", patch),
@@ -220,6 +230,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       this.lifecycle.dispatch({ type: "close" });
       await closed;
     }
+    this.inbox.clear();
     if (this.outboxLog) {
       const kept = this.pump.rejectAll(new TelemetryKeptError());
       if (kept > 0) this.safeEmit("kept", kept);
@@ -265,6 +276,43 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     return this.reports.report(patch);
+  }
+
+  /**
+   * Takes direct-method calls: those named in `registration.names`, or (without names) every call no named
+   * handler takes. A call nobody handles is answered 404 at once; one the handler does not answer (with
+   * respondToMethod) within its response timeout is answered 504. Kept across reconnects; returns the
+   * function that removes the handler.
+   */
+  handleMethods(handler: MethodHandler, registration?: MethodRegistration): () => void {
+    const remove = this.methods.register(handler, registration);
+    this.applyCommandsInBackground();
+    return remove;
+  }
+
+  /**
+   * Answers a waiting method call. Rejects with ValidationError for an answer IoT Hub would refuse (not
+   * JSON-serialisable, over 128 KB, a bad status; the call keeps waiting), MethodCallNotWaitingError for an
+   * unknown, answered or expired requestId, HubError when the answer could not be sent.
+   */
+  respondToMethod(requestId: string, status: number, payload: unknown): Promise<void> {
+    return this.methods.respond(requestId, status, payload);
+  }
+
+  /**
+   * Takes cloud-to-device messages (the first handler registered gets them); each stays unsettled until
+   * settleCloudMessage. Messages that arrive with no handler are held a while for one, then abandoned (the
+   * hub delivers them again). Kept across reconnects; returns the function that removes the handler.
+   */
+  receiveCloudMessages(handler: CloudMessageHandler): () => void {
+    const remove = this.inbox.register(handler);
+    this.applyCommandsInBackground();
+    return remove;
+  }
+
+  /** Completes, abandons or rejects a delivered message by its lock token. */
+  settleCloudMessage(lockToken: string, outcome: C2dOutcome): Promise<void> {
+    return this.inbox.settle(lockToken, outcome);
   }
 
   /** One PATCH (of one or more merged reports); resolves with the reported $version it produced. */
@@ -331,6 +379,12 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       const twin = await this.twin.sync(link, this.twinTimeoutMs, AbortSignal.any([signal, scope.signal]));
       const version = twin.reported.$version;
       this.reportedVersion = typeof version === "number" ? { link, version } : undefined;
+      await withDeadline(
+        this.applyCommands(link),
+        "direct methods subscribe",
+        this.twinTimeoutMs,
+        AbortSignal.any([signal, scope.signal]),
+      );
     } catch (error) {
       return this.connectFailure(error, registration);
     }
@@ -390,12 +444,38 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       this.linkFailed(link, error ?? new HubError("the hub connection ended", this.deviceId)),
     );
     link.on("desired", (patch) => this.twin.onDesired(patch));
+    link.on("method", (call) => this.methods.dispatch(call, link));
+    link.on("cloudMessage", (message) => this.inbox.deliver(message, link));
     return scope;
+  }
+
+  /** Tells a link what the handlers need: C2D receiving, and the method names (plus the catch-all). */
+  private applyCommands(link: HubLink): Promise<void> {
+    if (this.inbox.listening) link.receiveCloudMessages();
+    return this.methods.listening ? link.enableMethods(this.methods.names) : Promise.resolve();
+  }
+
+  /** A handler registered while a link is up: that link learns it now, later links at connect. */
+  private applyCommandsInBackground(): void {
+    const link = this.link;
+    const scope = this.linkScope;
+    if (!link || !scope || scope.signal.aborted) return;
+    withDeadline(
+      this.applyCommands(link),
+      "direct methods subscribe",
+      this.twinTimeoutMs,
+      scope.signal,
+    ).catch((error: unknown) => {
+      if (error instanceof SessionStoppedError || scope.signal.aborted) return;
+      this.linkFailed(link, error instanceof Error ? error : new Error(String(error)));
+    });
   }
 
   private linkFailed(link: HubLink, error: Error): void {
     if (this.link !== link || !this.linkScope || this.linkScope.signal.aborted) return;
     this.pump.detach();
+    this.methods.forget(link);
+    this.inbox.forget(link);
     this.linkScope.abort(error);
   }
 
@@ -403,6 +483,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private dropLink(): void {
     const link = this.link;
     this.pump.detach();
+    if (link) {
+      this.methods.forget(link);
+      this.inbox.forget(link);
+    }
     this.link = undefined;
     if (this.linkScope && !this.linkScope.signal.aborted) {
       this.linkScope.abort(new SessionStoppedError("hub connection"));

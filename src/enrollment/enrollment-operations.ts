@@ -215,17 +215,17 @@ function outcomeOf(
   return outcome;
 }
 
-async function enrollMany(
-  service: DpsEnrollmentService,
-  request: OperationRequest,
-): Promise<OperationOutcome> {
-  const items = request.payload as unknown[];
+/** Parses each item of a bulk request; an item that does not parse becomes a failure at its index. */
+function parseItems(
+  items: unknown[],
+  parse: (payload: unknown) => IndividualEnrollment,
+): { valid: BulkItem[]; failed: BulkItemFailure[]; ids: Map<number, string> } {
   const failed: BulkItemFailure[] = [];
   const valid: BulkItem[] = [];
   const ids = new Map<number, string>();
   items.forEach((payload, index) => {
     try {
-      const enrollment = enrollmentOf(payload);
+      const enrollment = parse(payload);
       valid.push({ index, enrollment });
       ids.set(index, enrollment.registrationId);
     } catch (error) {
@@ -238,6 +238,15 @@ async function enrollMany(
       });
     }
   });
+  return { valid, failed, ids };
+}
+
+async function enrollMany(
+  service: DpsEnrollmentService,
+  request: OperationRequest,
+): Promise<OperationOutcome> {
+  const items = request.payload as unknown[];
+  const { valid, failed, ids } = parseItems(items, enrollmentOf);
   const duplicates = new Set(
     duplicateIds(valid.map((item) => item.enrollment.registrationId)).map((id) => id.toLowerCase()),
   );
@@ -315,21 +324,10 @@ async function deleteMany(
   request: OperationRequest,
 ): Promise<OperationOutcome> {
   const items = request.payload as unknown[];
-  const failed: BulkItemFailure[] = [];
-  const valid: BulkItem[] = [];
-  const ids = new Map<number, string>();
-  items.forEach((payload, index) => {
-    try {
-      const { registrationId, etag } = enrollmentIdOf(payload);
-      // the bulk model is an enrollment; DPS reads the registration id (and etag) of a delete
-      valid.push({
-        index,
-        enrollment: { registrationId, ...(etag && !request.force ? { etag } : {}) } as IndividualEnrollment,
-      });
-      ids.set(index, registrationId);
-    } catch (error) {
-      failed.push({ index, registrationId: "", errorCode: 0, errorStatus: (error as Error).message });
-    }
+  const { valid, failed, ids } = parseItems(items, (payload) => {
+    const { registrationId, etag } = enrollmentIdOf(payload);
+    // the bulk model is an enrollment; DPS reads the registration id (and etag) of a delete
+    return { registrationId, ...(etag && !request.force ? { etag } : {}) } as IndividualEnrollment;
   });
   const batches: BatchRecord[] = [];
   const deleted = await runBatches(service, "delete", valid, request.batchSize, batches);

@@ -428,8 +428,8 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     }
   });
 
-  it("Import > Examples lists our seven example flows, and imports the end-to-end demo", async () => {
-    assert.equal(exampleNames.length, 7, "the repository has seven example flows");
+  it("Import > Examples lists our nine example flows, and imports the end-to-end demo", async () => {
+    assert.equal(exampleNames.length, 9, "the repository has nine example flows");
     await page.locator("#red-ui-header-button-sidemenu").click();
     await page.locator("#menu-item-import").click();
     await page.locator("#red-ui-clipboard-dialog-import-tabs .red-ui-tab", { hasText: "Examples" }).click();

@@ -29,7 +29,7 @@ describe("npm run bench -- --smoke", () => {
       assert.equal(code, 0, stderr);
       const result = JSON.parse(await readFile(out, "utf8")) as {
         smoke: boolean;
-        figures: Array<{ name: string; ours: Spread; baseline: Spread; ratio: number }>;
+        figures: Array<{ name: string; baselineName: string; ours: Spread; baseline: Spread; ratio: number }>;
       };
       assert.equal(result.smoke, true);
       const names = result.figures.map((f) => f.name);
@@ -39,6 +39,10 @@ describe("npm run bench -- --smoke", () => {
         "telemetry, all at once",
         "telemetry through Node-RED, all at once",
         "start to connected, symmetric key",
+        "start to connected, TPM on swtpm",
+        "RSS per connected device, 1 device",
+        "RSS per connected device, 10 devices",
+        "10 devices from one enrollment group, time to all connected",
         "telemetry, 64 callers, outbox on disk",
         "outbox on disk: write 2000",
         "outbox on disk: replay 2000 after restart",
@@ -49,6 +53,8 @@ describe("npm run bench -- --smoke", () => {
       ]) {
         assert.ok(names.includes(wanted), `${wanted} in ${names.join(", ")}`);
       }
+      const baselines = result.figures.map((f) => f.baselineName);
+      assert.ok(baselines.includes("bare rhea sender, all at once (ceiling)"), baselines.join(", "));
       for (const f of result.figures) {
         for (const value of [f.ours.median, f.baseline.median, f.ratio]) {
           assert.ok(Number.isFinite(value) && value > 0, `${f.name}: ${value}`);

@@ -8,6 +8,9 @@ import provisionNode from "../../src/nodes/azure-iot-provision.js";
 import telemetryNode from "../../src/nodes/azure-iot-telemetry.js";
 import twinInNode from "../../src/nodes/azure-iot-twin-in.js";
 import twinReportNode from "../../src/nodes/azure-iot-twin-report.js";
+import methodNode from "../../src/nodes/azure-iot-method.js";
+import methodResponseNode from "../../src/nodes/azure-iot-method-response.js";
+import c2dInNode from "../../src/nodes/azure-iot-c2d-in.js";
 import { requireFromNodeRed } from "./node-red-install.js";
 
 const catchNode = requireFromNodeRed("@node-red/nodes/core/common/25-catch.js") as unknown;
@@ -22,6 +25,9 @@ export const allNodes = [
   telemetryNode,
   twinInNode,
   twinReportNode,
+  methodNode,
+  methodResponseNode,
+  c2dInNode,
   catchNode,
 ] as unknown as Parameters<typeof helper.load>[0];
 

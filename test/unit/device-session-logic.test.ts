@@ -61,6 +61,15 @@ class FakeLink extends EventEmitter implements HubLink {
     };
     return Promise.resolve();
   }
+  methodNames: string[][] = [];
+  receiving = false;
+  enableMethods(names: readonly string[]): Promise<void> {
+    this.methodNames.push([...names]);
+    return Promise.resolve();
+  }
+  receiveCloudMessages(): void {
+    this.receiving = true;
+  }
   close(): Promise<void> {
     this.closed = true;
     this.removeAllListeners();
@@ -274,6 +283,33 @@ describe("device session logic", () => {
     assert.equal(world.links.length, 2);
     assert.deepEqual(tried, ["lost-ack"]);
     assert.deepEqual(world.current.sent, ["lost-ack"], "the same messageId on the new link");
+    assert.ok(first.closed);
+    await session.close();
+  });
+
+  it("the ack timeout counts from each message's own send, not from the first of the window", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { telemetryAckTimeoutMs: 200 });
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    const sentAt = new Map<string, number>();
+    first.onSend = (message) => {
+      sentAt.set(message.messageId, performance.now());
+      // the first is acknowledged at once, every later one never
+      return message.messageId === "early" ? Promise.resolve() : new Promise(() => undefined);
+    };
+    await session.sendTelemetry("x", { messageId: "early" });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const reconnected = waitForState(session, "connected").then(() => performance.now());
+    const late = session.sendTelemetry("y", { messageId: "late" });
+    const reconnectedAt = await reconnected;
+    await late;
+    assert.ok(
+      reconnectedAt - (sentAt.get("late") ?? 0) >= 200,
+      "not given up on before its own 200 ms had passed",
+    );
+    assert.deepEqual(world.current.sent, ["late"], "sent again, alone, on the new link");
     assert.ok(first.closed);
     await session.close();
   });
@@ -522,6 +558,45 @@ describe("device session logic", () => {
     assert.equal(world.provisions, 4);
     session.start();
     await waitForState(session, "connected");
+    await session.close();
+  });
+
+  it("method and C2D handlers are applied to every new link; calls of a dropped link are forgotten", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    const calls: string[] = [];
+    session.handleMethods((call) => calls.push(call.requestId), { names: ["restart"] });
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    assert.deepEqual(first.methodNames, [["restart"]]);
+    assert.equal(first.receiving, false, "no C2D handler yet: the link does not receive");
+    // Registered while connected: the running link learns it at once.
+    session.receiveCloudMessages(() => undefined);
+    session.handleMethods(() => undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(first.receiving, true);
+    const answers: number[] = [];
+    first.emit("method", {
+      requestId: "r1",
+      methodName: "restart",
+      payload: undefined,
+      respond: (status: number) => {
+        answers.push(status);
+        return Promise.resolve();
+      },
+    });
+    assert.deepEqual(calls, ["r1"]);
+
+    const reconnected = waitForState(session, "connected");
+    first.drop();
+    await reconnected;
+    const second = world.current;
+    assert.notEqual(second, first);
+    assert.deepEqual(second.methodNames, [["restart"]]);
+    assert.equal(second.receiving, true);
+    await assert.rejects(session.respondToMethod("r1", 200, {}), /is waiting for an answer/);
+    assert.deepEqual(answers, []);
     await session.close();
   });
 

@@ -17,8 +17,8 @@ const examples = readdirSync(examplesDir)
 const CONFIG_TYPES = ["provisio-azure-dps", "provisio-azure-tpm", "provisio-azure-device"];
 
 describe("example flows", () => {
-  it("are seven, and no node id is used by two of them (config nodes included)", () => {
-    assert.equal(examples.length, 7);
+  it("are nine, and no node id is used by two of them (config nodes included)", () => {
+    assert.equal(examples.length, 9);
     const owner = new Map<string, string>();
     for (const { file, nodes } of examples) {
       for (const node of nodes) {

@@ -59,13 +59,16 @@ export class ServiceC2dReceiver {
     const expiry: unknown = message.absolute_expiry_time;
     const messageId = messageIdText(message.message_id);
     const correlationId = messageIdText(message.correlation_id);
+    const contentType = typeof message.content_type === "string" ? message.content_type : undefined;
+    const contentEncoding =
+      typeof message.content_encoding === "string" ? message.content_encoding : undefined;
     const c2dMessage: CloudToDeviceMessage = {
       body: bodyBytes(message.body),
       properties,
       ...(messageId !== undefined ? { messageId } : {}),
       ...(correlationId !== undefined ? { correlationId } : {}),
-      ...(typeof message.content_type === "string" ? { contentType: message.content_type } : {}),
-      ...(typeof message.content_encoding === "string" ? { contentEncoding: message.content_encoding } : {}),
+      ...(contentType !== undefined ? { contentType } : {}),
+      ...(contentEncoding !== undefined ? { contentEncoding } : {}),
       ...(ack !== undefined ? { ack: ack as C2dAck } : {}),
       ...(expiry instanceof Date || typeof expiry === "number"
         ? { expiryTimeUtc: new Date(expiry).toISOString() }

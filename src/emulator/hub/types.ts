@@ -112,7 +112,7 @@ export interface CloudToDeviceMessage {
   body: Buffer | string;
   messageId?: string;
   correlationId?: string;
-  /** System properties content-type / content-encoding (the device SDKs' Message.contentType/contentEncoding). */
+  /** System properties IoT Hub passes on to the device (AMQP content-type / content-encoding, MQTT $.ct / $.ce). */
   contentType?: string;
   contentEncoding?: string;
   properties?: Record<string, string>;

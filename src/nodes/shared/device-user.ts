@@ -3,7 +3,8 @@
 import type { Node } from "node-red";
 import type { DeviceSession, SessionStateEvent } from "../../device/index.js";
 
-export type DeviceUserKind = "provision" | "telemetry" | "twin-in" | "twin-report";
+export type DeviceUserKind =
+  "provision" | "telemetry" | "twin-in" | "twin-report" | "method" | "method-response" | "c2d-in";
 
 export interface DeviceUser {
   node: Node;
