@@ -49,6 +49,7 @@ const out = (value) => { process.stdout.write(JSON.stringify(value) + "\\n"); pr
     const message = new Message(m.body);
     message.messageId = m.messageId;
     message.ack = "full";
+    if (m.contentType) message.contentType = m.contentType;
     // Epoch milliseconds: the SDK's AMQP encoder fails on a Date here.
     message.expiryTimeUtc = m.expiryMs;
     for (const [key, value] of Object.entries(m.properties)) message.properties.add(key, value);
@@ -108,7 +109,12 @@ describe("hub service-side AMQP with the official service SDK (port 5671)", () =
 
     const expiry = new Date(Date.now() + 10 * 60_000);
     const messages = [
-      { messageId: "m-complete", body: "one", properties: { action: "complete", site: "lab" } },
+      {
+        messageId: "m-complete",
+        body: "one",
+        contentType: "text/plain",
+        properties: { action: "complete", site: "lab" },
+      },
       { messageId: "m-reject", body: "two", properties: { action: "reject" } },
       { messageId: "m-abandon", body: "three", properties: { action: "abandon" } },
     ].map((m) => ({ ...m, expiryMs: expiry.getTime() }));
@@ -157,6 +163,7 @@ describe("hub service-side AMQP with the official service SDK (port 5671)", () =
     const first = received.find((m) => m.messageId === "m-complete");
     assert.equal((first?.getData() as Buffer | undefined)?.toString("utf8"), "one");
     assert.equal(first?.properties.getValue("site"), "lab");
+    assert.equal(first?.contentType, "text/plain", "the content type reaches the device");
     assert.equal(first?.ack, "full");
     assert.equal(new Date(first?.expiryTimeUtc as string | Date).getTime(), expiry.getTime());
     assert.equal(received.filter((m) => m.messageId === "m-abandon").length, 10, "max delivery count 10");

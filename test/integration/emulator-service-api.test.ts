@@ -419,12 +419,22 @@ describe("service REST API", () => {
     const reply = await call("POST", "/emulator/devices/dev-m/messages/devicebound", {
       token: await hubToken(),
       body: "hello",
-      headers: { "Content-Type": "text/plain", "iothub-messageid": "m-1", "iothub-app-colour": "blue" },
+      headers: {
+        "Content-Type": "text/plain",
+        "iothub-messageid": "m-1",
+        "iothub-app-colour": "blue",
+        "iothub-contenttype": "application/json",
+        "iothub-contentencoding": "utf-8",
+        "iothub-ack": "positive",
+      },
     });
     assert.equal(reply.status, 204, reply.text);
     const sent = hub.c2d.at(-1);
     assert.equal(sent?.messageId, "m-1");
     assert.deepEqual(sent?.properties, { colour: "blue" });
+    assert.equal(sent?.contentType, "application/json");
+    assert.equal(sent?.contentEncoding, "utf-8");
+    assert.equal(sent?.ack, "positive");
     assert.equal(Buffer.from(sent?.body ?? "").toString(), "hello");
   });
 

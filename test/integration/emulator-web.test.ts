@@ -207,6 +207,14 @@ describe("emulator web page", () => {
       "telemetry",
       "twin-desired",
       "twin-reported",
+      "method-name",
+      "method-payload",
+      "invoke-method",
+      "method-response-payload",
+      "c2d-body",
+      "c2d-properties",
+      "send-c2d",
+      "c2d-messages",
     ]) {
       assert.match(page.text, new RegExp(`id="${id}"`), id);
     }

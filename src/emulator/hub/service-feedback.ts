@@ -22,6 +22,11 @@ const STATUS_BY_OUTCOME: Partial<Record<C2dFeedbackEvent["outcome"], { status: s
     deadLettered: { status: "DeliveryCountExceeded", positive: false },
   };
 
+/** The statusCode a feedback record carries for `outcome`; undefined for outcomes that are not final. */
+export function feedbackStatusCode(outcome: C2dFeedbackEvent["outcome"]): string | undefined {
+  return STATUS_BY_OUTCOME[outcome]?.status;
+}
+
 export interface FeedbackRecord {
   originalMessageId: string;
   description: string;

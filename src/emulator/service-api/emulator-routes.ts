@@ -1,6 +1,6 @@
 // Emulator-only service routes (no Azure equivalent): recent telemetry per device, a live event stream,
 // sending cloud-to-device messages over REST, and fault injection for tests.
-import type { FaultLink, HubFaults, HubService } from "../hub/types.js";
+import type { C2dAck, FaultLink, HubFaults, HubService } from "../hub/types.js";
 import { errors, ServiceApiError } from "./errors.js";
 import { streamHubEvents } from "./event-stream.js";
 import { telemetryJson } from "./telemetry-json.js";
@@ -80,12 +80,18 @@ async function sendCloudToDevice(backend: EmulatorApiBackend, context: RouteCont
   const messageId = header("iothub-messageid");
   const correlationId = header("iothub-correlationid");
   const expiryTimeUtc = header("iothub-expiry");
+  const contentType = header("iothub-contenttype");
+  const contentEncoding = header("iothub-contentencoding");
+  const ack = header("iothub-ack");
   backend.service.sendCloudToDevice(hubFor(context, backend), deviceId, {
     body,
     properties: appPropertiesFrom(context.request.headers),
     ...(messageId ? { messageId } : {}),
     ...(correlationId ? { correlationId } : {}),
     ...(expiryTimeUtc ? { expiryTimeUtc } : {}),
+    ...(contentType ? { contentType } : {}),
+    ...(contentEncoding ? { contentEncoding } : {}),
+    ...(ack ? { ack: ack as C2dAck } : {}),
   });
   return { status: 204 };
 }

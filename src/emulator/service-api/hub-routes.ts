@@ -2,7 +2,14 @@
 // device identities, twins and direct methods. The logical hub is the one the caller's SAS token names
 // (several hub host names can share the emulator), so one listener serves them all.
 import { createHash, randomBytes } from "node:crypto";
-import type { HubDeviceRecord, HubRegistry, HubService, TwinDocument, TwinSeed } from "../hub/types.js";
+import type {
+  HubDeviceRecord,
+  HubRegistry,
+  HubService,
+  MethodRequest,
+  TwinDocument,
+  TwinSeed,
+} from "../hub/types.js";
 import { errors, ServiceApiError } from "./errors.js";
 import { ifMatchHeader } from "./http-io.js";
 import type { Route, RouteContext, RouteResult } from "./router.js";
@@ -162,15 +169,15 @@ function secondsOption(
   return value;
 }
 
-async function invokeMethod(backend: HubApiBackend, context: RouteContext): Promise<RouteResult> {
-  const deviceId = deviceIdParam(context);
-  const body = await context.json();
+/**
+ * A direct method call as Azure's CloudToDeviceMethod JSON describes it ({methodName, payload,
+ * responseTimeoutInSeconds, connectTimeoutInSeconds}), checked against the service's bounds; throws 400.
+ */
+export function methodRequestFrom(body: Record<string, unknown>): MethodRequest {
   if (typeof body.methodName !== "string" || body.methodName.length === 0 || body.methodName.length > 128) {
     throw errors.badRequest("methodName is required (1 to 128 characters)");
   }
-  const hub = hubOfCaller(context);
-  if (!backend.registry.getDevice(hub, deviceId)) throw deviceNotFound(deviceId);
-  const result = await backend.service.invokeMethod(hub, deviceId, {
+  return {
     methodName: body.methodName,
     payload: body.payload,
     responseTimeoutInSeconds: secondsOption(
@@ -183,7 +190,15 @@ async function invokeMethod(backend: HubApiBackend, context: RouteContext): Prom
       METHOD_CONNECT_TIMEOUT,
       "connectTimeoutInSeconds",
     ),
-  });
+  };
+}
+
+async function invokeMethod(backend: HubApiBackend, context: RouteContext): Promise<RouteResult> {
+  const deviceId = deviceIdParam(context);
+  const request = methodRequestFrom(await context.json());
+  const hub = hubOfCaller(context);
+  if (!backend.registry.getDevice(hub, deviceId)) throw deviceNotFound(deviceId);
+  const result = await backend.service.invokeMethod(hub, deviceId, request);
   return { status: 200, body: { status: result.status, payload: result.payload ?? null } };
 }
 

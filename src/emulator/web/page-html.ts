@@ -53,6 +53,59 @@ export const PAGE_HTML = `<!doctype html>
         <p id="desired-error" data-testid="desired-error" class="error" role="alert" hidden></p>
       </div>
     </div>
+    <div class="columns commands">
+      <form id="method-form" data-testid="method-form" class="command" novalidate>
+        <h3>Direct method</h3>
+        <div class="field-row">
+          <label for="method-name">Method name</label>
+          <input id="method-name" data-testid="method-name" type="text" maxlength="128" autocomplete="off" spellcheck="false" required>
+        </div>
+        <div class="field-row">
+          <label for="method-timeout">Response timeout (s)</label>
+          <input id="method-timeout" data-testid="method-timeout" type="number" min="5" max="300" step="1" value="30">
+        </div>
+        <label for="method-payload">Payload <span class="muted">(JSON)</span></label>
+        <textarea id="method-payload" data-testid="method-payload" spellcheck="false" rows="5">{}</textarea>
+        <div class="actions">
+          <button id="invoke-method" data-testid="invoke-method" type="submit">Invoke method</button>
+          <span id="method-result" data-testid="method-result" role="status"></span>
+        </div>
+        <p id="method-error" data-testid="method-error" class="error" role="alert" hidden></p>
+        <div id="method-response" data-testid="method-response" hidden>
+          <h4>Response <span id="method-response-status" data-testid="method-response-status" class="badge"></span></h4>
+          <pre id="method-response-payload" data-testid="method-response-payload" class="json"></pre>
+        </div>
+      </form>
+      <form id="c2d-form" data-testid="c2d-form" class="command" novalidate>
+        <h3>Cloud-to-device message</h3>
+        <label for="c2d-body">Body</label>
+        <textarea id="c2d-body" data-testid="c2d-body" spellcheck="false" rows="4"></textarea>
+        <div class="field-row">
+          <label for="c2d-content-type">Content type</label>
+          <input id="c2d-content-type" data-testid="c2d-content-type" type="text" value="application/json" list="c2d-content-types" autocomplete="off" spellcheck="false">
+          <datalist id="c2d-content-types"><option value="application/json"><option value="text/plain"><option value="application/octet-stream"></datalist>
+        </div>
+        <div class="field-row">
+          <label for="c2d-ack">Delivery feedback</label>
+          <select id="c2d-ack" data-testid="c2d-ack">
+            <option value="none">none</option>
+            <option value="positive">positive (completed)</option>
+            <option value="negative">negative (rejected, expired, dead-lettered)</option>
+            <option value="full">full</option>
+          </select>
+        </div>
+        <label for="c2d-properties">Application properties <span class="muted">(one <code>name=value</code> a line, or a JSON object)</span></label>
+        <textarea id="c2d-properties" data-testid="c2d-properties" spellcheck="false" rows="3"></textarea>
+        <div class="actions">
+          <button id="send-c2d" data-testid="send-c2d" type="submit">Send message</button>
+          <span id="c2d-result" data-testid="c2d-result" role="status"></span>
+        </div>
+        <p id="c2d-error" data-testid="c2d-error" class="error" role="alert" hidden></p>
+        <h4>Sent from this page <span class="muted">(newest first)</span></h4>
+        <p id="c2d-empty" class="muted">None yet.</p>
+        <ol id="c2d-messages" data-testid="c2d-messages" class="sent"></ol>
+      </form>
+    </div>
   </section>
   <section class="panel" aria-labelledby="enrollments-title">
     <h2 id="enrollments-title">Enrollments <span class="muted">(DPS, read-only)</span></h2>

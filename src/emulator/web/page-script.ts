@@ -9,8 +9,11 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   var TWIN_REFRESH_MS = 3000;
   var ENROLLMENTS_REFRESH_MS = 10000;
   var TELEMETRY_SHOWN = 50;
+  var C2D_POLL_MS = 1000;
+  var C2D_SHOWN = 20;
 
-  var state = { selectedId: null, editorDeviceId: null, events: null };
+  // c2dSent: per device id, the messages sent from this page, newest first ({ request, view }).
+  var state = { selectedId: null, editorDeviceId: null, events: null, c2dSent: {} };
 
   function byId(id) { return document.getElementById(id); }
 
@@ -157,6 +160,8 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     byId("device-detail").hidden = false;
     setText("device-title", deviceId);
     byId("device-detail").dataset.deviceId = deviceId;
+    resetMethodResult();
+    renderC2dMessages();
     return api(deviceUrl(deviceId) + "?limit=" + TELEMETRY_SHOWN).then(function (detail) {
       if (state.selectedId !== deviceId) return;
       renderTelemetry(detail.telemetry);
@@ -259,6 +264,189 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     }, reportOffline);
   }
 
+  // ---- direct methods ----
+
+  function showMethodError(message) {
+    var box = byId("method-error");
+    box.hidden = !message;
+    box.textContent = message || "";
+  }
+
+  function resetMethodResult() {
+    showMethodError(null);
+    setText("method-result", "");
+    byId("method-response").hidden = true;
+  }
+
+  function invokeMethod(event) {
+    event.preventDefault();
+    var deviceId = state.selectedId;
+    if (deviceId === null) return;
+    resetMethodResult();
+    var methodName = byId("method-name").value.trim();
+    if (!methodName) {
+      showMethodError("Give the method's name.");
+      return;
+    }
+    var timeout = Number(byId("method-timeout").value);
+    if (!(timeout >= 5 && timeout <= 300)) {
+      showMethodError("The response timeout is 5 to 300 seconds.");
+      return;
+    }
+    var payloadText = byId("method-payload").value.trim();
+    var payload = null;
+    if (payloadText) {
+      try {
+        payload = JSON.parse(payloadText);
+      } catch (error) {
+        showMethodError("The payload is not valid JSON: " + error.message);
+        return;
+      }
+    }
+    var button = byId("invoke-method");
+    button.disabled = true;
+    setText("method-result", "Waiting for " + deviceId + " (up to " + timeout + " s)\u2026");
+    api(deviceUrl(deviceId) + "/methods", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ methodName: methodName, payload: payload, responseTimeoutInSeconds: timeout }),
+    }).then(function (result) {
+      if (state.selectedId !== deviceId) return;
+      setText("method-result", "Answered " + methodName);
+      var status = byId("method-response-status");
+      status.textContent = "status " + result.status;
+      status.className = "badge " + (result.status >= 200 && result.status < 300 ? "ok" : "bad");
+      setText("method-response-payload", json(result.payload));
+      byId("method-response").hidden = false;
+    }, function (error) {
+      if (state.selectedId !== deviceId) return;
+      setText("method-result", "");
+      showMethodError(methodErrorText(error));
+    }).then(function () { button.disabled = false; });
+  }
+
+  function methodErrorText(error) {
+    var prefix = error.status === 404 && /online/i.test(error.message) ? "Device offline (404): "
+      : error.status === 504 ? "No answer in time (504): "
+      : error.status ? "Error " + error.status + ": " : "";
+    return prefix + (error.message || String(error));
+  }
+
+  // ---- cloud-to-device messages ----
+
+  function showC2dError(message) {
+    var box = byId("c2d-error");
+    box.hidden = !message;
+    box.textContent = message || "";
+  }
+
+  /** "name=value" lines, or a JSON object. */
+  function parseProperties(text) {
+    var trimmed = text.trim();
+    if (!trimmed) return {};
+    if (trimmed.charAt(0) === "{") {
+      var parsed = JSON.parse(trimmed);
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("the properties must be a JSON object");
+      return parsed;
+    }
+    var properties = {};
+    trimmed.split(/\r?\n/).forEach(function (line, index) {
+      if (!line.trim()) return;
+      var at = line.indexOf("=");
+      if (at <= 0) throw new Error("line " + (index + 1) + " is not name=value");
+      properties[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    });
+    return properties;
+  }
+
+  var C2D_STATE_TEXT = {
+    queued: "queued",
+    abandoned: "abandoned, will be delivered again",
+    completed: "completed",
+    rejected: "rejected",
+    expired: "expired",
+    deadLettered: "dead-lettered (delivery count exceeded)",
+  };
+  var C2D_STATE_KIND = { queued: "pending", abandoned: "pending", completed: "ok", rejected: "bad", expired: "bad", deadLettered: "bad" };
+
+  function c2dItem(sent) {
+    var view = sent.view;
+    var props = Object.keys(sent.request.properties).map(function (name) {
+      return h("span", { className: "muted" }, name + " = ", sent.request.properties[name]);
+    });
+    return h("li", { "data-testid": "c2d-message", dataset: { messageId: view.messageId, state: view.state } },
+      h("div", { className: "head" },
+        badge(C2D_STATE_TEXT[view.state] || view.state, C2D_STATE_KIND[view.state] || "off", "c2d-state"),
+        view.feedbackStatusCode ? h("span", { className: "muted", "data-testid": "c2d-feedback" }, "feedback: " + view.feedbackStatusCode) : null,
+        view.abandonCount ? h("span", { className: "muted" }, "abandoned " + view.abandonCount + "\u00d7") : null,
+        h("span", { className: "mono muted", title: "message id" }, view.messageId),
+        h("span", { className: "muted" }, formatTime(view.updatedUtc))),
+      props.length ? h.apply(null, ["div", { className: "head" }].concat(props)) : null,
+      h("pre", { "data-testid": "c2d-message-body" }, sent.request.body));
+  }
+
+  function renderC2dMessages() {
+    var list = byId("c2d-messages");
+    var sent = state.selectedId === null ? [] : (state.c2dSent[state.selectedId] || []);
+    list.replaceChildren.apply(list, sent.slice(0, C2D_SHOWN).map(c2dItem));
+    byId("c2d-empty").hidden = sent.length > 0;
+  }
+
+  function sendC2d(event) {
+    event.preventDefault();
+    var deviceId = state.selectedId;
+    if (deviceId === null) return;
+    showC2dError(null);
+    setText("c2d-result", "");
+    var properties;
+    try {
+      properties = parseProperties(byId("c2d-properties").value);
+    } catch (error) {
+      showC2dError("Application properties: " + error.message);
+      return;
+    }
+    var request = {
+      body: byId("c2d-body").value,
+      contentType: byId("c2d-content-type").value.trim(),
+      ack: byId("c2d-ack").value,
+      properties: properties,
+    };
+    var button = byId("send-c2d");
+    button.disabled = true;
+    api(deviceUrl(deviceId) + "/messages/devicebound", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(request),
+    }).then(function (view) {
+      var sent = state.c2dSent[deviceId] = state.c2dSent[deviceId] || [];
+      sent.unshift({ request: request, view: view });
+      sent.length = Math.min(sent.length, C2D_SHOWN);
+      setText("c2d-result", "Sent " + view.messageId);
+      if (state.selectedId === deviceId) renderC2dMessages();
+    }, function (error) {
+      showC2dError(error.status ? "Error " + error.status + ": " + error.message : error.message || String(error));
+    }).then(function () { button.disabled = false; });
+  }
+
+  /** Asks for the state of every message not settled for good yet. */
+  function pollC2dStates() {
+    Object.keys(state.c2dSent).forEach(function (deviceId) {
+      state.c2dSent[deviceId].forEach(function (sent) {
+        if (sent.view.final || sent.polling) return;
+        sent.polling = true;
+        api(deviceUrl(deviceId) + "/messages/devicebound/" + encodeURIComponent(sent.view.messageId)).then(function (view) {
+          var changed = view.state !== sent.view.state || view.abandonCount !== sent.view.abandonCount;
+          sent.view = view;
+          if (changed && state.selectedId === deviceId) renderC2dMessages();
+        }, function (error) {
+          // Forgotten by the emulator (restarted, or too many since): stop asking.
+          if (error && error.status === 404) sent.view.final = true;
+          else reportOffline(error);
+        }).then(function () { sent.polling = false; });
+      });
+    });
+  }
+
   // ---- enrollments ----
 
   function registrationText(registration) {
@@ -327,6 +515,8 @@ export const PAGE_SCRIPT = String.raw`"use strict";
 
   function start() {
     byId("update-desired").addEventListener("click", updateDesired);
+    byId("method-form").addEventListener("submit", invokeMethod);
+    byId("c2d-form").addEventListener("submit", sendC2d);
     if (!token) {
       showTokenMissing();
       return;
@@ -345,6 +535,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     setInterval(function () { if (!document.hidden) refreshDevices(); }, DEVICES_REFRESH_MS);
     setInterval(refreshTwin, TWIN_REFRESH_MS);
     setInterval(refreshEnrollments, ENROLLMENTS_REFRESH_MS);
+    setInterval(pollC2dStates, C2D_POLL_MS);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

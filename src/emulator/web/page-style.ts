@@ -41,5 +41,16 @@ textarea { width: 100%; padding: 8px; border: 1px solid var(--border); border-ra
 button { background: var(--accent); color: #fff; border: 0; border-radius: 3px; padding: 6px 14px; font: inherit; cursor: pointer; }
 button:disabled { opacity: 0.6; cursor: default; }
 .error { color: var(--bad); white-space: pre-wrap; margin: 6px 0 0; }
+.commands { margin-top: 12px; border-top: 1px solid var(--border); padding-top: 4px; }
+.command label { display: block; font-weight: 600; font-size: 13px; margin: 8px 0 3px; }
+.command .field-row { display: flex; gap: 10px; align-items: center; margin-top: 8px; }
+.command .field-row label { margin: 0; min-width: 150px; }
+.command input, .command select { font: inherit; padding: 4px 8px; border: 1px solid var(--border); border-radius: 3px; flex: 1; min-width: 0; }
+.command input[type="number"] { flex: 0 0 90px; }
+.sent { list-style: none; margin: 0; padding: 0; max-height: 320px; overflow-y: auto; }
+.sent li { border-bottom: 1px solid var(--border); padding: 6px 0; }
+.sent .head { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; font-size: 12px; }
+.sent pre { margin-top: 4px; }
+.badge.pending { color: var(--accent); }
 details summary { cursor: pointer; color: var(--accent); font-size: 12px; }
 `;

@@ -7,6 +7,8 @@ import type { AddressInfo, Socket } from "node:net";
 import { asServiceApiError, errors, ServiceApiError } from "../service-api/errors.js";
 import { streamHubEvents } from "../service-api/event-stream.js";
 import { parseJsonObject, readBody } from "../service-api/http-io.js";
+import { C2dTracker } from "./c2d-tracker.js";
+import { handleCommand } from "./command-routes.js";
 import { accessTokenMatches, newAccessToken, presentedAccessToken } from "./access-token.js";
 import { hostHeaderName, isLoopbackHost, urlHost } from "./loopback.js";
 import { PAGE_HTML } from "./page-html.js";
@@ -121,6 +123,7 @@ function devicePath(pathname: string): [string, string] | undefined {
 
 async function handleApi(
   backend: WebUiBackend,
+  tracker: C2dTracker,
   request: IncomingMessage,
   response: ServerResponse,
   url: URL,
@@ -178,14 +181,18 @@ async function handleApi(
       sendJson(response, 200, twin);
       return;
     }
-    default:
-      throw errors.notFound(`no such resource: ${path}`);
+    default: {
+      const answer = await handleCommand(backend, tracker, request, deviceId, rest);
+      if (!answer) throw errors.notFound(`no such resource: ${path}`);
+      sendJson(response, answer.status, answer.body);
+    }
   }
 }
 
 async function handleRequest(
   options: WebUiOptions,
   token: string,
+  tracker: C2dTracker,
   request: IncomingMessage,
   response: ServerResponse,
 ): Promise<void> {
@@ -221,7 +228,7 @@ async function handleRequest(
     return;
   }
   try {
-    await handleApi(options.backend, request, response, url);
+    await handleApi(options.backend, tracker, request, response, url);
   } catch (error) {
     request.resume();
     const known = asServiceApiError(error);
@@ -241,11 +248,12 @@ export function startWebUi(options: WebUiOptions): Promise<WebUi> {
     );
   }
   const token = newAccessToken();
+  const tracker = new C2dTracker(options.backend.service);
   const sockets = new Set<Socket>();
   const server: Server = createServer((request, response) => {
     request.on("error", () => undefined); // an aborted upload: the response path handles the rest
     response.on("error", () => undefined);
-    handleRequest(options, token, request, response).catch((error: unknown) => {
+    handleRequest(options, token, tracker, request, response).catch((error: unknown) => {
       options.onInternalError?.(error);
       if (!response.headersSent) sendApiError(response, errors.internal());
       else response.destroy();
@@ -258,7 +266,10 @@ export function startWebUi(options: WebUiOptions): Promise<WebUi> {
   });
   server.on("clientError", (_error, socket) => socket.destroy());
   return new Promise((resolve, reject) => {
-    const onListenError = (error: Error) => reject(error);
+    const onListenError = (error: Error) => {
+      tracker.close();
+      reject(error);
+    };
     server.once("error", onListenError);
     server.listen(options.port ?? 0, host, () => {
       server.off("error", onListenError);
@@ -271,6 +282,7 @@ export function startWebUi(options: WebUiOptions): Promise<WebUi> {
         url: `http://${urlHost(host)}:${port}/?token=${token}`,
         close: () =>
           (closing ??= new Promise<void>((done) => {
+            tracker.close();
             server.close(() => done());
             // Event streams never end by themselves.
             for (const socket of sockets) socket.destroy();
