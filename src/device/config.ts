@@ -7,6 +7,16 @@ import type { RegistrationStore } from "./registration-store.js";
 
 export type DpsTransportKind = "amqp" | "amqp-ws" | "https" | "mqtt";
 
+/** How the device talks to IoT Hub: AMQP on 5671, MQTT on 8883, or either over WebSocket on 443. */
+export type HubTransportKind = "amqp" | "amqp-ws" | "mqtt" | "mqtt-ws";
+
+export const HUB_TRANSPORTS: readonly HubTransportKind[] = ["amqp", "amqp-ws", "mqtt", "mqtt-ws"];
+
+export interface HubConfig {
+  /** Default "amqp". The WebSocket transports always use port 443 of the hub's host name. */
+  transport?: HubTransportKind;
+}
+
 export interface DpsConfig {
   /** DPS host, optionally "host:port" (amqp, https, mqtt). Default global.azure-devices-provisioning.net. */
   globalEndpoint?: string;
@@ -69,6 +79,8 @@ export interface DeviceSessionOptions {
 export interface DeviceSessionConfig {
   dps: DpsConfig;
   attestation: AttestationConfig;
+  /** The hub connection's transport (default AMQP). */
+  hub?: HubConfig;
   /** Custom DPS payload (custom allocation webhooks); modelId is added to it when set. */
   provisioningPayload?: Record<string, unknown>;
   /** IoT Plug and Play model id, e.g. "dtmi:com:example:Thermostat;1": sent to DPS and to the hub. */

@@ -2,7 +2,7 @@
 // real one drives the Azure SDK; unit tests of the session's logic pass a fake.
 import { createPrivateKey } from "node:crypto";
 import { TpmSecurityClient } from "../tpm/security-client.js";
-import { DEFAULT_GLOBAL_ENDPOINT, DEFAULTS, type DeviceSessionConfig } from "./config.js";
+import { DEFAULT_GLOBAL_ENDPOINT, DEFAULTS, HUB_TRANSPORTS, type DeviceSessionConfig } from "./config.js";
 import { ConfigurationError } from "./errors.js";
 import { deriveDeviceKey } from "../common/group-key.js";
 import { HubConnection, type HubCredentials, type HubIdentity, type HubLink } from "./hub-connection.js";
@@ -41,6 +41,12 @@ export function checkConfig(config: DeviceSessionConfig): void {
   if (transport === "amqp-ws" && port !== undefined) {
     throw new ConfigurationError(
       "the amqp-ws transport always uses port 443: remove the port from the DPS endpoint",
+    );
+  }
+  const hubTransport = config.hub?.transport ?? "amqp";
+  if (!HUB_TRANSPORTS.includes(hubTransport)) {
+    throw new ConfigurationError(
+      `unknown hub transport "${String(hubTransport)}": use ${HUB_TRANSPORTS.join(", ")}`,
     );
   }
   const attestation = config.attestation;
@@ -193,6 +199,7 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
       }),
     connect: (identity, signal) =>
       HubConnection.open(identity, hubCredentials(), {
+        transport: config.hub?.transport ?? "amqp",
         ca: dps.ca,
         modelId: config.modelId,
         productInfo: options.productInfo,

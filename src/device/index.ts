@@ -21,9 +21,11 @@ export type {
   DeviceSessionOptions,
   DpsConfig,
   DpsTransportKind,
+  HubConfig,
+  HubTransportKind,
   AttestationConfig,
 } from "./config.js";
-export { DEFAULT_GLOBAL_ENDPOINT } from "./config.js";
+export { DEFAULT_GLOBAL_ENDPOINT, HUB_TRANSPORTS } from "./config.js";
 export {
   SESSION_STATES,
   SESSION_EVENTS,
