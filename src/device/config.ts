@@ -15,6 +15,19 @@ export const HUB_TRANSPORTS: readonly HubTransportKind[] = ["amqp", "amqp-ws", "
 export interface HubConfig {
   /** Default "amqp". The WebSocket transports always use port 443 of the hub's host name. */
   transport?: HubTransportKind;
+  /**
+   * Without DPS: the hub and the device id to connect with (from a device connection string, or a device
+   * registered with an X.509 certificate). Provisioning then hands back this identity at once.
+   */
+  direct?: DirectHubIdentity;
+  /** Extra trusted CA certificate(s) for the hub, PEM. Default: the DPS settings' `ca`. */
+  ca?: string;
+}
+
+export interface DirectHubIdentity {
+  /** The hub's host name, e.g. "my-hub.azure-devices.net". */
+  hostName: string;
+  deviceId: string;
 }
 
 export interface DpsConfig {
@@ -77,9 +90,11 @@ export interface DeviceSessionOptions {
 }
 
 export interface DeviceSessionConfig {
-  dps: DpsConfig;
+  /** Required, unless `hub.direct` names the hub and device to connect to without DPS. */
+  dps?: DpsConfig;
+  /** Without DPS: a symmetric key or X.509 attestation whose registrationId is the device id. */
   attestation: AttestationConfig;
-  /** The hub connection's transport (default AMQP). */
+  /** The hub connection: transport (default AMQP) and, without DPS, the identity. */
   hub?: HubConfig;
   /** Custom DPS payload (custom allocation webhooks); modelId is added to it when set. */
   provisioningPayload?: Record<string, unknown>;

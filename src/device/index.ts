@@ -23,9 +23,11 @@ export type {
   DpsTransportKind,
   HubConfig,
   HubTransportKind,
+  DirectHubIdentity,
   AttestationConfig,
 } from "./config.js";
 export { DEFAULT_GLOBAL_ENDPOINT, HUB_TRANSPORTS } from "./config.js";
+export { parseDeviceConnectionString, type DeviceConnectionString } from "./connection-string.js";
 export {
   SESSION_STATES,
   SESSION_EVENTS,

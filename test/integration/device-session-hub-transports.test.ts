@@ -11,6 +11,7 @@ import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/em
 import { TpmSecurityClient } from "../../src/tpm/index.js";
 import {
   DeviceSession,
+  parseDeviceConnectionString,
   type DeviceSessionConfig,
   type HubTransportKind,
   type SessionState,
@@ -93,6 +94,90 @@ describe("device session over each hub transport", () => {
       .hub.service.recentTelemetry(HUB_HOST, deviceId)
       .map((record) => record.systemProperties.messageId ?? "");
   }
+
+  describe("without DPS", () => {
+    function directSession(
+      transport: HubTransportKind,
+      deviceId: string,
+      attestation: DeviceSessionConfig["attestation"],
+    ): DeviceSession {
+      const session = new DeviceSession({
+        hub: { transport, direct: { hostName: HUB_HOST, deviceId }, ca: running().caPem },
+        attestation,
+        options: { backoff: { delayMs: () => 200 }, twinTimeoutMs: 10_000, connectTimeoutMs: 10_000 },
+      });
+      sessions.push(session);
+      return session;
+    }
+
+    for (const transport of ["amqp", "mqtt-ws"] as const) {
+      it(`a device connection string connects over ${transport}; a disabled device is retried, not registered`, async (t) => {
+        if (!emulator) return t.skip(skipReason);
+        const deviceId = `cs-${transport}`;
+        const key = Buffer.from(`direct-key-of-${deviceId}-0123456789`).toString("base64");
+        const register = (status: "enabled" | "disabled"): void =>
+          running().hub.registry.upsertDevice({
+            hubHostName: HUB_HOST,
+            deviceId,
+            status,
+            authentication: { type: "sas", symmetricKey: { primaryKey: key } },
+          });
+        register("disabled");
+        const parsed = parseDeviceConnectionString(
+          `HostName=${HUB_HOST};DeviceId=${deviceId};SharedAccessKey=${key}`,
+        );
+        const session = directSession(transport, parsed.deviceId, {
+          kind: "symmetricKey",
+          registrationId: parsed.deviceId,
+          key: parsed.sharedAccessKey,
+        });
+        const states: SessionState[] = [];
+        session.on("state", (event) => states.push(event.state));
+        session.start();
+        const refused = await waitForState(session, "retrying");
+        assert.ok(refused.error, "the retry says why");
+        assert.ok(!refused.error.includes(key), "never the key");
+        register("enabled");
+        const connected = await waitForState(session, "connected");
+        assert.equal(connected.hub, HUB_HOST);
+        assert.equal(connected.deviceId, deviceId);
+        assert.equal(states.filter((state) => state === "provisioning").length, 1, states.join(" -> "));
+        await session.sendTelemetry({ direct: true }, { messageId: "direct-1" });
+        assert.deepEqual(recordedIds(deviceId), ["direct-1"]);
+        const version = await session.reportProperties({ direct: transport });
+        assert.equal(
+          running().hub.service.getTwin(HUB_HOST, deviceId)?.properties.reported.$version,
+          version,
+        );
+        await session.close();
+      });
+    }
+
+    it("a hub host name + device id + self-signed X.509 certificate connects over mqtt", async (t) => {
+      if (!emulator) return t.skip(skipReason);
+      const deviceId = "x509-direct";
+      const device = createTestPki().issueClientCert(deviceId, { selfSigned: true });
+      emulator.hub.registry.upsertDevice({
+        hubHostName: HUB_HOST,
+        deviceId,
+        status: "enabled",
+        authentication: { type: "selfSigned", x509Thumbprint: { primaryThumbprint: device.thumbprint } },
+      });
+      const session = directSession("mqtt", deviceId, {
+        kind: "x509",
+        registrationId: deviceId,
+        cert: device.cert,
+        key: device.key,
+      });
+      const twin = waitForSession<Record<string, unknown>>(session, "twin", () => true, "twin");
+      session.start();
+      await waitForState(session, "connected");
+      assert.equal(typeof (await twin).$version, "number");
+      await session.sendTelemetry({ direct: "x509" }, { messageId: "direct-x509" });
+      assert.deepEqual(recordedIds(deviceId), ["direct-x509"]);
+      await session.close();
+    });
+  });
 
   for (const transport of TRANSPORTS) {
     describe(`over ${transport}`, () => {
