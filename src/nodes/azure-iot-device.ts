@@ -62,7 +62,7 @@ export = function register(RED: NodeAPI): void {
         const config = sessionConfigOf(
           def,
           node.credentials ?? {},
-          RED.nodes.getNode(def.dps) as DpsConfigNode | undefined,
+          def.dps ? (RED.nodes.getNode(def.dps) as DpsConfigNode | undefined) : undefined,
           def.tpm ? (RED.nodes.getNode(def.tpm) as TpmConfigNode | undefined) : undefined,
         );
         const store = sharedStore();
@@ -169,6 +169,8 @@ export = function register(RED: NodeAPI): void {
     AzureIotDeviceNode,
     {
       credentials: {
+        connectionString: { type: "password" },
+        hubCaPem: { type: "text" },
         symmetricKey: { type: "password" },
         groupKey: { type: "password" },
         certPem: { type: "text" },
