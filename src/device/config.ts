@@ -4,6 +4,7 @@ import type { BackoffPolicy } from "./backoff.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import type { OverflowPolicy } from "./outbox.js";
 import type { RegistrationStore } from "./registration-store.js";
+import type { ProxyConfig } from "./proxy.js";
 
 export type DpsTransportKind = "amqp" | "amqp-ws" | "https" | "mqtt";
 
@@ -96,6 +97,11 @@ export interface DeviceSessionConfig {
   attestation: AttestationConfig;
   /** The hub connection: transport (default AMQP) and, without DPS, the identity. */
   hub?: HubConfig;
+  /**
+   * An HTTP proxy for DPS (amqp-ws, https) and the hub (amqp-ws, mqtt-ws): a URL, or `{ fromEnvironment: true }`
+   * for HTTPS_PROXY / NO_PROXY. A host the proxy applies to over plain AMQP or MQTT is a configuration error.
+   */
+  proxy?: ProxyConfig;
   /** Custom DPS payload (custom allocation webhooks); modelId is added to it when set. */
   provisioningPayload?: Record<string, unknown>;
   /** IoT Plug and Play model id, e.g. "dtmi:com:example:Thermostat;1": sent to DPS and to the hub. */

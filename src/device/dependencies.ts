@@ -6,6 +6,7 @@ import { DEFAULT_GLOBAL_ENDPOINT, DEFAULTS, HUB_TRANSPORTS, type DeviceSessionCo
 import { ConfigurationError } from "./errors.js";
 import { deriveDeviceKey } from "../common/group-key.js";
 import { HubConnection, type HubCredentials, type HubIdentity, type HubLink } from "./hub-connection.js";
+import { DEFAULT_PORTS } from "./tls-diagnosis.js";
 import {
   provisionDevice,
   splitHostPort,
@@ -13,6 +14,7 @@ import {
   type ProvisioningSecurity,
 } from "./provisioning.js";
 import { validateIdScope, validateRegistrationId } from "./validation.js";
+import { ProxyTunnelAgent, proxyFor } from "./proxy.js";
 
 export interface SessionDependencies {
   /** The DPS registration id (for TPM read from the endorsement key unless configured). */
@@ -22,6 +24,9 @@ export interface SessionDependencies {
   /** Releases long-lived resources (the TPM connection). */
   dispose(): Promise<void>;
 }
+
+/** The port each hub transport dials (the WebSocket ones always 443). */
+const HUB_PORTS = { amqp: 5671, "amqp-ws": 443, mqtt: 8883, "mqtt-ws": 443 } as const;
 
 /** A base64 (or base64url) key as the Azure portal and the DPS service API give it. */
 const BASE64_KEY = /^[A-Za-z0-9+/_-]+={0,2}$/;
@@ -233,10 +238,15 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
         return { registrationId: deviceId, assignedHub: direct.hostName.trim(), deviceId };
       }
       if (!dps) throw new ConfigurationError("dps settings are required (idScope, endpoint, transport)");
+      const endpoint = dps.globalEndpoint ?? DEFAULT_GLOBAL_ENDPOINT;
+      const dpsTransport = dps.transport ?? "amqp";
+      const { host, port } = splitHostPort(endpoint);
+      const proxy = proxyFor(host, port ?? DEFAULT_PORTS[dpsTransport], config.proxy);
       return provisionDevice({
-        endpoint: dps.globalEndpoint ?? DEFAULT_GLOBAL_ENDPOINT,
+        endpoint,
+        ...(proxy ? { proxy } : {}),
         idScope: dps.idScope.trim(),
-        transport: dps.transport ?? "amqp",
+        transport: dpsTransport,
         ca: dps.ca,
         security: await security(),
         payload,
@@ -244,16 +254,28 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
         signal,
       });
     },
-    connect: (identity, signal) =>
-      HubConnection.open(identity, hubCredentials(), {
-        transport: config.hub?.transport ?? "amqp",
+    connect: (identity, signal) => {
+      const transport = config.hub?.transport ?? "amqp";
+      const { host, port } = splitHostPort(identity.assignedHub);
+      const proxy = proxyFor(host, port ?? HUB_PORTS[transport], config.proxy);
+      if (proxy && (transport === "amqp" || transport === "mqtt")) {
+        return Promise.reject(
+          new ConfigurationError(
+            `an HTTP proxy carries only WebSocket: choose the amqp-ws or mqtt-ws hub transport, not ${transport}`,
+          ),
+        );
+      }
+      return HubConnection.open(identity, hubCredentials(), {
+        transport,
+        ...(proxy ? { webSocketAgent: new ProxyTunnelAgent(proxy) } : {}),
         ca: config.hub?.ca ?? dps?.ca,
         modelId: config.modelId,
         productInfo: options.productInfo,
         connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
         closeTimeoutMs: DEFAULTS.closeTimeoutMs,
         signal,
-      }),
+      });
+    },
     dispose: async () => {
       const client = tpm;
       tpm = undefined;
