@@ -265,15 +265,20 @@ export function sdkDependencies(config: DeviceSessionConfig): SessionDependencie
           ),
         );
       }
-      return HubConnection.open(identity, hubCredentials(), {
+      const agent = proxy ? new ProxyTunnelAgent(proxy) : undefined;
+      const opened = HubConnection.open(identity, hubCredentials(), {
         transport,
-        ...(proxy ? { webSocketAgent: new ProxyTunnelAgent(proxy) } : {}),
+        ...(agent ? { webSocketAgent: agent } : {}),
         ca: config.hub?.ca ?? dps?.ca,
         modelId: config.modelId,
         productInfo: options.productInfo,
         connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
         closeTimeoutMs: DEFAULTS.closeTimeoutMs,
         signal,
+      });
+      // The proxy's own answer says more than the transport's "could not connect".
+      return opened.catch((error: unknown) => {
+        throw agent?.lastFailure ?? error;
       });
     },
     dispose: async () => {

@@ -141,6 +141,12 @@ export class HubConnection extends EventEmitter implements HubLink {
       TRANSPORT_CLASSES[transport] as Parameters<typeof Client.fromAuthenticationProvider>[1],
     );
     const connection = new HubConnection(client, client._transport, provider, options.closeTimeoutMs);
+    // The SDK's MQTT transport turns any failure of its first connect (a dead proxy, a refused socket) into
+    // "Not authorized", which would read as a refused identity. Each connection here is opened once, so let it
+    // report the real error, as it does on later connects.
+    if (transport === "mqtt" || transport === "mqtt-ws") {
+      Object.assign(connection.transport, { _firstConnection: false });
+    }
     connection.track(
       client,
       "disconnect",

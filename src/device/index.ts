@@ -28,6 +28,7 @@ export type {
 } from "./config.js";
 export { DEFAULT_GLOBAL_ENDPOINT, HUB_TRANSPORTS } from "./config.js";
 export { parseDeviceConnectionString, type DeviceConnectionString } from "./connection-string.js";
+export { ProxyError, proxyFor, type ProxyConfig, type ResolvedProxy } from "./proxy.js";
 export {
   SESSION_STATES,
   SESSION_EVENTS,

@@ -107,6 +107,12 @@ function parseProxyUrl(text: string): ResolvedProxy {
  * reuse: each WebSocket or DPS request opens its own tunnel, and a dead proxy fails the next one at once.
  */
 export class ProxyTunnelAgent extends HttpsAgent {
+  /**
+   * Why the latest tunnel failed (cleared by one that opens): some transports (MQTT over WebSocket) report only
+   * "unable to connect", so the caller can say what really happened.
+   */
+  lastFailure: ProxyError | undefined;
+
   constructor(
     readonly proxy: ResolvedProxy,
     tlsOptions: AgentOptions = {},
@@ -127,9 +133,10 @@ export class ProxyTunnelAgent extends HttpsAgent {
     const target = `${formatHost(options.host ?? "localhost")}:${options.port ?? 443}`;
     const proxyName = `${formatHost(this.proxy.host)}:${this.proxy.port}`;
     let settled = false;
-    const done = (error: Error | null, socket?: Socket): void => {
+    const done = (error: ProxyError | null, socket?: Socket): void => {
       if (settled) return;
       settled = true;
+      this.lastFailure = error ?? undefined;
       callback?.(error, socket as Duplex);
     };
     const headers: Record<string, string> = { host: target };

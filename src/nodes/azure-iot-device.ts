@@ -64,6 +64,8 @@ export = function register(RED: NodeAPI): void {
           node.credentials ?? {},
           def.dps ? (RED.nodes.getNode(def.dps) as DpsConfigNode | undefined) : undefined,
           def.tpm ? (RED.nodes.getNode(def.tpm) as TpmConfigNode | undefined) : undefined,
+          // Node-RED core's "http proxy" node: url, noproxy and credentials (username, password).
+          def.proxyMode === "node" && def.proxy ? (RED.nodes.getNode(def.proxy) ?? undefined) : undefined,
         );
         const store = sharedStore();
         if (store) config.options = { ...config.options, registrationStore: store };

@@ -9,6 +9,7 @@ import {
   type AttestationConfig,
   type DeviceSessionConfig,
   type HubTransportKind,
+  type ProxyConfig,
 } from "../../device/index.js";
 import { configField } from "./config-field.js";
 import type { DpsConfigNode } from "./dps-config.js";
@@ -26,6 +27,10 @@ export interface DeviceNodeDef extends NodeDef {
   deviceId?: string;
   /** Default "amqp". */
   hubTransport?: HubTransportKind;
+  /** HTTP proxy: none (default), the environment (HTTPS_PROXY / NO_PROXY), or a core "http proxy" node. */
+  proxyMode?: "none" | "env" | "node";
+  /** The "http proxy" config node, for proxyMode "node". */
+  proxy?: string;
   dps: string;
   attestation: "tpm" | "symmetricKey" | "groupKey" | "x509";
   tpm: string;
@@ -58,6 +63,38 @@ export interface DeviceCredentials {
   passphrase?: string;
 }
 
+/**
+ * Node-RED core's "http proxy" config node (url, no-proxy list, username and password as credentials): the one
+ * integrators already keep for their http request nodes.
+ */
+export interface HttpProxyNode {
+  url?: string;
+  noproxy?: string[];
+  credentials?: { username?: string; password?: string };
+}
+
+function proxyOf(def: DeviceNodeDef, proxyNode: HttpProxyNode | undefined): ProxyConfig | undefined {
+  switch (def.proxyMode ?? "none") {
+    case "none":
+      return undefined;
+    case "env":
+      return { fromEnvironment: true };
+    case "node": {
+      const url = configField(proxyNode?.url);
+      if (!proxyNode || !url) throw new NodeConfigurationError("noProxy");
+      const { username, password } = proxyNode.credentials ?? {};
+      return {
+        url,
+        ...(username ? { username } : {}),
+        ...(password ? { password } : {}),
+        ...(proxyNode.noproxy?.length ? { noProxy: proxyNode.noproxy } : {}),
+      };
+    }
+    default:
+      throw new NodeConfigurationError("unknownProxyMode", { mode: String(def.proxyMode) });
+  }
+}
+
 /** More in flight buys nothing measurable (README "Performance") and holds more for re-sending. */
 const MAX_TELEMETRY_WINDOW = 1000;
 
@@ -67,6 +104,7 @@ export function sessionConfigOf(
   credentials: DeviceCredentials,
   dpsNode: DpsConfigNode | undefined,
   tpmNode: TpmConfigNode | undefined,
+  proxyNode?: HttpProxyNode,
 ): DeviceSessionConfig {
   const identity = def.identity ?? "dps";
   const hubTransport = def.hubTransport || "amqp";
@@ -88,6 +126,8 @@ export function sessionConfigOf(
       throw new NodeConfigurationError("unknownIdentity", { identity: String(identity) });
   }
   config.hub = { ...config.hub, transport: hubTransport };
+  const proxy = proxyOf(def, proxyNode);
+  if (proxy) config.proxy = proxy;
   const modelId = configField(def.modelId);
   if (modelId) config.modelId = modelId;
   const payload = configField(def.payload);
