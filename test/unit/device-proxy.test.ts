@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { bypasses, proxyFor } from "../../src/device/proxy.js";
 import { ConfigurationError } from "../../src/device/errors.js";
+import { sdkDependencies } from "../../src/device/dependencies.js";
 
 describe("proxy selection", () => {
   it("takes the configured proxy, its port (80 when none) and credentials", () => {
@@ -60,5 +61,32 @@ describe("proxy selection", () => {
         (error: Error) => error instanceof ConfigurationError && !error.message.includes("pw"),
       );
     }
+  });
+});
+
+describe("proxy and transport", () => {
+  const key = Buffer.alloc(32, 5).toString("base64");
+  const identity = { assignedHub: "hub.example", deviceId: "dev-1" };
+
+  for (const transport of ["amqp", "mqtt"] as const) {
+    it(`a proxy that applies to the hub over plain ${transport} is a configuration error, before any socket`, async () => {
+      const dependencies = sdkDependencies({
+        hub: { transport, direct: { hostName: "hub.example", deviceId: "dev-1" } },
+        proxy: { url: "http://proxy.plant:3128" },
+        attestation: { kind: "symmetricKey", registrationId: "dev-1", key },
+      });
+      await assert.rejects(
+        dependencies.connect(identity, new AbortController().signal),
+        (error: Error) =>
+          error instanceof ConfigurationError && error.message.includes(`carries only WebSocket`),
+      );
+    });
+  }
+
+  it("a host on the proxy's no-proxy list may use plain AMQP (it is reached directly)", () => {
+    assert.equal(
+      proxyFor("hub.example", 5671, { url: "http://proxy:3128", noProxy: ["hub.example"] }),
+      undefined,
+    );
   });
 });
