@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the demo and the tests use (swtpm, chromium) when they are missing and this
+# Installs the Debian packages the demo and the tests use (swtpm, chromium, tinyproxy) when they are missing and this
 # user may install them (root, or sudo without a password). Never fails: callers report what is missing.
 missing=()
 for package in "$@"; do

@@ -4,8 +4,32 @@ import type { BackoffPolicy } from "./backoff.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import type { OverflowPolicy } from "./outbox.js";
 import type { RegistrationStore } from "./registration-store.js";
+import type { ProxyConfig } from "./proxy.js";
 
 export type DpsTransportKind = "amqp" | "amqp-ws" | "https" | "mqtt";
+
+/** How the device talks to IoT Hub: AMQP on 5671, MQTT on 8883, or either over WebSocket on 443. */
+export type HubTransportKind = "amqp" | "amqp-ws" | "mqtt" | "mqtt-ws";
+
+export const HUB_TRANSPORTS: readonly HubTransportKind[] = ["amqp", "amqp-ws", "mqtt", "mqtt-ws"];
+
+export interface HubConfig {
+  /** Default "amqp". The WebSocket transports always use port 443 of the hub's host name. */
+  transport?: HubTransportKind;
+  /**
+   * Without DPS: the hub and the device id to connect with (from a device connection string, or a device
+   * registered with an X.509 certificate). Provisioning then hands back this identity at once.
+   */
+  direct?: DirectHubIdentity;
+  /** Extra trusted CA certificate(s) for the hub, PEM. Default: the DPS settings' `ca`. */
+  ca?: string;
+}
+
+export interface DirectHubIdentity {
+  /** The hub's host name, e.g. "my-hub.azure-devices.net". */
+  hostName: string;
+  deviceId: string;
+}
 
 export interface DpsConfig {
   /** DPS host, optionally "host:port" (amqp, https, mqtt). Default global.azure-devices-provisioning.net. */
@@ -79,8 +103,17 @@ export interface DeviceSessionOptions {
 }
 
 export interface DeviceSessionConfig {
-  dps: DpsConfig;
+  /** Required, unless `hub.direct` names the hub and device to connect to without DPS. */
+  dps?: DpsConfig;
+  /** Without DPS: a symmetric key or X.509 attestation whose registrationId is the device id. */
   attestation: AttestationConfig;
+  /** The hub connection: transport (default AMQP) and, without DPS, the identity. */
+  hub?: HubConfig;
+  /**
+   * An HTTP proxy for DPS (amqp-ws, https) and the hub (amqp-ws, mqtt-ws): a URL, or `{ fromEnvironment: true }`
+   * for HTTPS_PROXY / NO_PROXY. A host the proxy applies to over plain AMQP or MQTT is a configuration error.
+   */
+  proxy?: ProxyConfig;
   /** Custom DPS payload (custom allocation webhooks); modelId is added to it when set. */
   provisioningPayload?: Record<string, unknown>;
   /** IoT Plug and Play model id, e.g. "dtmi:com:example:Thermostat;1": sent to DPS and to the hub. */

@@ -1,4 +1,4 @@
-// One AMQP connection to IoT Hub through the unmodified azure-iot-device Client, with the SDK's own retry
+// One connection to IoT Hub (AMQP by default; MQTT or either over WebSocket when configured) through the unmodified azure-iot-device Client, with the SDK's own retry
 // switched off (NoRetry): every drop reaches us as one 'disconnect', and the session's loop is the only
 // one that reconnects (docs/hub-amqp-protocol.md §6.1, §6.2). Each connection is used once and thrown away, and
 // every listener it adds is removed on close (docs/architecture.md §7.1, 10-mqtt.js `_clientOn` / `_clientRemoveListeners`).
@@ -12,10 +12,14 @@ import {
 import type { IncomingCloudMessage } from "./c2d-inbox.js";
 import { HubCommands } from "./hub-commands.js";
 import type { IncomingMethodCall } from "./method-dispatcher.js";
-import { Amqp } from "azure-iot-device-amqp";
+import type { Agent } from "node:https";
+import { Amqp, AmqpWs } from "azure-iot-device-amqp";
+import { Mqtt, MqttWs } from "azure-iot-device-mqtt";
 import { NoRetry } from "azure-iot-common";
 import { TpmAuthenticationProvider, type TpmSigner } from "../tpm/authentication-provider.js";
+import type { HubTransportKind } from "./config.js";
 import { withDeadline } from "./deadline.js";
+import { ConfigurationError } from "./errors.js";
 
 export type HubCredentials =
   | { kind: "symmetricKey"; key: string }
@@ -28,6 +32,10 @@ export interface HubIdentity {
 }
 
 export interface HubConnectOptions {
+  /** Default "amqp". */
+  transport?: HubTransportKind;
+  /** Opens the WebSocket of amqp-ws / mqtt-ws (an HTTP proxy tunnel); ignored by the others. */
+  webSocketAgent?: Agent;
   ca?: string;
   modelId?: string;
   productInfo?: string;
@@ -96,6 +104,21 @@ function authenticationProvider(identity: HubIdentity, credentials: HubCredentia
   }
 }
 
+/** The SDK's transport class for each hub transport (docs/hub-mqtt-protocol.md, docs/hub-amqp-protocol.md). */
+const TRANSPORT_CLASSES = { amqp: Amqp, "amqp-ws": AmqpWs, mqtt: Mqtt, "mqtt-ws": MqttWs } as const;
+
+/** The client options for one transport: each setOptions call replaces the previous options. */
+function clientOptionsFor(transport: HubTransportKind, options: HubConnectOptions): Record<string, unknown> {
+  const agent = options.webSocketAgent;
+  return {
+    ...(options.ca ? { ca: options.ca } : {}),
+    ...(options.modelId ? { modelId: options.modelId } : {}),
+    ...(options.productInfo ? { productInfo: options.productInfo } : {}),
+    ...(agent && transport === "amqp-ws" ? { amqp: { webSocketAgent: agent } } : {}),
+    ...(agent && transport === "mqtt-ws" ? { mqtt: { webSocketAgent: agent } } : {}),
+  };
+}
+
 export class HubConnection extends EventEmitter implements HubLink {
   private readonly registered: Array<{ emitter: EventEmitter; event: string; listener: Listener }> = [];
   private closing: Promise<void> | undefined;
@@ -122,9 +145,25 @@ export class HubConnection extends EventEmitter implements HubLink {
     credentials: HubCredentials,
     options: HubConnectOptions,
   ): Promise<HubConnection> {
+    const transport = options.transport ?? "amqp";
+    // The WebSocket transports append ":443" to the host themselves; a port there makes an invalid URL.
+    if ((transport === "amqp-ws" || transport === "mqtt-ws") && identity.assignedHub.includes(":")) {
+      throw new ConfigurationError(
+        `the ${transport} hub transport always uses port 443: "${identity.assignedHub}" names another port`,
+      );
+    }
     const provider = authenticationProvider(identity, credentials);
-    const client = Client.fromAuthenticationProvider(provider, Amqp);
+    const client = Client.fromAuthenticationProvider(
+      provider,
+      TRANSPORT_CLASSES[transport] as Parameters<typeof Client.fromAuthenticationProvider>[1],
+    );
     const connection = new HubConnection(client, client._transport, provider, options.closeTimeoutMs);
+    // The SDK's MQTT transport turns any failure of its first connect (a dead proxy, a refused socket) into
+    // "Not authorized", which would read as a refused identity. Each connection here is opened once, so let it
+    // report the real error, as it does on later connects.
+    if (transport === "mqtt" || transport === "mqtt-ws") {
+      Object.assign(connection.transport, { _firstConnection: false });
+    }
     connection.track(
       client,
       "disconnect",
@@ -156,11 +195,7 @@ export class HubConnection extends EventEmitter implements HubLink {
     try {
       client.setRetryPolicy(new NoRetry());
       // One setOptions call: each call replaces the previous options (docs/hub-amqp-protocol.md §10.2).
-      const clientOptions = {
-        ...(options.ca ? { ca: options.ca } : {}),
-        ...(options.modelId ? { modelId: options.modelId } : {}),
-        ...(options.productInfo ? { productInfo: options.productInfo } : {}),
-      };
+      const clientOptions = clientOptionsFor(transport, options);
       if (Object.keys(clientOptions).length > 0) await client.setOptions(clientOptions);
       await withDeadline(client.open(), "IoT Hub connect", options.connectTimeoutMs, options.signal);
       return connection;

@@ -21,9 +21,14 @@ export type {
   DeviceSessionOptions,
   DpsConfig,
   DpsTransportKind,
+  HubConfig,
+  HubTransportKind,
+  DirectHubIdentity,
   AttestationConfig,
 } from "./config.js";
-export { DEFAULT_GLOBAL_ENDPOINT } from "./config.js";
+export { DEFAULT_GLOBAL_ENDPOINT, HUB_TRANSPORTS } from "./config.js";
+export { parseDeviceConnectionString, type DeviceConnectionString } from "./connection-string.js";
+export { ProxyError, proxyFor, type ProxyConfig, type ResolvedProxy } from "./proxy.js";
 export {
   SESSION_STATES,
   SESSION_EVENTS,

@@ -17,6 +17,7 @@ import {
   SessionStoppedError,
 } from "./errors.js";
 import { describeError } from "./retryable.js";
+import { ProxyTunnelAgent, type ResolvedProxy } from "./proxy.js";
 import { DEFAULT_PORTS, isOpaqueConnectionFailure, tlsProblem } from "./tls-diagnosis.js";
 
 /** What the device proves itself with, in the form the SDK's security clients take. */
@@ -31,6 +32,8 @@ export interface ProvisioningRequest {
   idScope: string;
   transport: DpsTransportKind;
   ca?: string;
+  /** The HTTP proxy to tunnel through (amqp-ws and https only). */
+  proxy?: ResolvedProxy;
   security: ProvisioningSecurity;
   payload?: Record<string, unknown>;
   timeoutMs: number;
@@ -101,8 +104,13 @@ interface BuiltTransport {
 
 function buildTransport(request: ProvisioningRequest): BuiltTransport {
   const { host, port } = splitHostPort(request.endpoint);
-  const { ca } = request;
+  const { ca, proxy } = request;
   const nothing = (): void => undefined;
+  if (proxy && (request.transport === "amqp" || request.transport === "mqtt")) {
+    throw new ConfigurationError(
+      `an HTTP proxy carries only WebSocket and HTTPS: choose the amqp-ws or https DPS transport, not ${request.transport}`,
+    );
+  }
   switch (request.transport) {
     case "amqp": {
       const base = ca ? amqpBaseTrusting(ca) : undefined;
@@ -121,11 +129,10 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
         );
       }
       const base = ca ? amqpBaseTrusting(ca) : undefined;
-      return {
-        host,
-        transport: new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]),
-        dispose: nothing,
-      };
+      const transport = new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]);
+      const agent = proxy ? new ProxyTunnelAgent(proxy) : undefined;
+      if (agent) transport.setTransportOptions({ webSocketAgent: agent });
+      return { host, transport, dispose: () => agent?.destroy() };
     }
     case "https": {
       const { Http: HttpBase } = requireFromHttpTransport("azure-iot-http-base") as {
@@ -134,7 +141,7 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
       const base = new HttpBase();
       // The http base puts the host into request options verbatim, so a port goes on an agent; https.Agent's
       // constructor forces 443, so defaultPort is assigned afterwards (docs/dps-protocol.md §1.1).
-      const agent = new HttpsAgent(ca ? { ca } : {});
+      const agent = proxy ? new ProxyTunnelAgent(proxy, ca ? { ca } : {}) : new HttpsAgent(ca ? { ca } : {});
       if (port !== undefined) Object.assign(agent, { defaultPort: port });
       base.setOptions({ ...(ca ? { ca } : {}), http: { agent } });
       return {

@@ -92,6 +92,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly twin: TwinSync;
   private readonly twinTimeoutMs: number;
   private readonly idScope: string;
+  /** Where the hub identity comes from: DPS (cached, registered again when refused) or the configuration. */
+  private readonly identitySource: "dps" | "direct";
 
   private registrationId: string | undefined;
   private registration: Registration | undefined;
@@ -119,7 +121,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.config = config;
     const options = config.options ?? {};
     this.dependencies = dependencies ?? sdkDependencies(config);
-    this.idScope = config.dps.idScope.trim();
+    this.idScope = config.dps?.idScope.trim() ?? "";
+    this.identitySource = config.hub?.direct ? "direct" : "dps";
     // Known from the configuration except for a TPM that derives it from its endorsement key.
     this.registrationId = config.attestation.registrationId;
     this.store =
@@ -357,6 +360,11 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
 
   private async provisionPhase(signal: AbortSignal, enteredBy: SessionEvent): Promise<SessionEvent> {
     try {
+      if (this.identitySource === "direct") {
+        // Nothing to register, cache or forget: the configured identity comes back at once.
+        this.registration = { ...(await this.dependencies.provision(signal)), idScope: "" };
+        return signal.aborted ? { type: "stop" } : { type: "provisioned" };
+      }
       this.registrationId ??= await this.dependencies.registrationId();
       if (enteredBy.type === "reprovision" || enteredBy.type === "identity-rejected") {
         await this.forgetRegistration();
@@ -419,7 +427,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     this.pump.attach(link);
     const error = await aborted(AbortSignal.any([signal, scope.signal]));
     if (signal.aborted) return { type: "stop" };
-    return this.policy.classify(error) === "reprovision"
+    return this.policy.classify(error) === "reprovision" && this.identitySource === "dps"
       ? { type: "identity-rejected", error }
       : { type: "link-lost", error };
   }
@@ -441,6 +449,8 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
       case "stop":
         return { type: "fatal", error };
       case "reprovision":
+        // A configured identity has nothing to register again: retry it after the delay.
+        if (this.identitySource === "direct") return { type: "retry", error };
         if (!registration.fresh) return { type: "identity-rejected", error };
         // DPS has just assigned this identity and the hub still refuses it: register again, but only after
         // the backoff delay, so a hub that refuses for a while does not turn into a DPS registration loop.

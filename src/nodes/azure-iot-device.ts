@@ -66,8 +66,10 @@ export = function register(RED: NodeAPI): void {
         const config = sessionConfigOf(
           def,
           node.credentials ?? {},
-          RED.nodes.getNode(def.dps) as DpsConfigNode | undefined,
+          def.dps ? (RED.nodes.getNode(def.dps) as DpsConfigNode | undefined) : undefined,
           def.tpm ? (RED.nodes.getNode(def.tpm) as TpmConfigNode | undefined) : undefined,
+          // Node-RED core's "http proxy" node: url, noproxy and credentials (username, password).
+          def.proxyMode === "node" && def.proxy ? (RED.nodes.getNode(def.proxy) ?? undefined) : undefined,
         );
         const store = sharedStore();
         if (store) config.options = { ...config.options, registrationStore: store };
@@ -183,6 +185,8 @@ export = function register(RED: NodeAPI): void {
     AzureIotDeviceNode,
     {
       credentials: {
+        connectionString: { type: "password" },
+        hubCaPem: { type: "text" },
         symmetricKey: { type: "password" },
         groupKey: { type: "password" },
         certPem: { type: "text" },

@@ -8,10 +8,10 @@ import { ConfigurationError, ValidationError } from "../../src/device/errors.js"
 import { deriveDeviceKey } from "../../src/common/group-key.js";
 import { splitHostPort } from "../../src/device/provisioning.js";
 import { JsonFileRegistrationStore, MemoryRegistrationStore } from "../../src/device/registration-store.js";
-import type { DeviceSessionConfig } from "../../src/device/config.js";
+import type { DeviceSessionConfig, DpsConfig } from "../../src/device/config.js";
 
 const key = Buffer.alloc(32, 3).toString("base64");
-const base: DeviceSessionConfig = {
+const base: DeviceSessionConfig & { dps: DpsConfig } = {
   dps: { idScope: "0ne00012345" },
   attestation: { kind: "symmetricKey", registrationId: "dev-1", key },
 };

@@ -893,3 +893,96 @@ describe("device session logic", () => {
     await session.close();
   });
 });
+
+describe("device session without DPS (a configured hub identity)", () => {
+  const key = Buffer.from("d".repeat(32)).toString("base64");
+  const directConfig: DeviceSessionConfig = {
+    hub: { direct: { hostName: "plant-hub.example", deviceId: "press-1" } },
+    attestation: { kind: "symmetricKey", registrationId: "press-1", key },
+  };
+
+  /** A store that counts every use: a direct identity must never be cached, loaded or cleared. */
+  class CountingStore extends MemoryRegistrationStore {
+    uses = 0;
+    override load(...args: Parameters<MemoryRegistrationStore["load"]>) {
+      this.uses += 1;
+      return super.load(...args);
+    }
+    override save(...args: Parameters<MemoryRegistrationStore["save"]>) {
+      this.uses += 1;
+      return super.save(...args);
+    }
+    override clear(...args: Parameters<MemoryRegistrationStore["clear"]>) {
+      this.uses += 1;
+      return super.clear(...args);
+    }
+  }
+
+  function directSession(world: FakeWorld, registrationStore = new CountingStore()) {
+    const session = new DeviceSession(
+      { ...directConfig, options: { backoff: { delayMs: () => 10 }, twinTimeoutMs: 300, registrationStore } },
+      world,
+    );
+    const states: SessionStateEvent[] = [];
+    session.on("state", (event) => states.push(event));
+    return { session, states, registrationStore, names: () => states.map((s) => s.state) };
+  }
+
+  it("a hub refusal is retried with the same identity after the delay, never registered again or cached", async () => {
+    const world = new FakeWorld();
+    world.connectFailures.push(
+      new errors.UnauthorizedError("device disabled"),
+      new errors.UnauthorizedError("device disabled"),
+    );
+    const { session, names, states, registrationStore } = directSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    assert.deepEqual(names(), [
+      "provisioning",
+      "provisioned",
+      "connecting",
+      "retrying",
+      "connecting",
+      "retrying",
+      "connecting",
+      "connected",
+    ]);
+    assert.equal(world.provisions, 1, "the configured identity is taken once");
+    assert.deepEqual(
+      states.filter((s) => s.state === "retrying").map((s) => s.attempt),
+      [1, 2],
+    );
+    assert.equal(registrationStore.uses, 0);
+    // A refusal while connected is a lost link, retried, not a new registration.
+    world.current.drop(new errors.UnauthorizedError("token revoked"));
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 1);
+    assert.ok(!names().slice(8).includes("provisioning"), names().join(" -> "));
+    assert.equal(registrationStore.uses, 0);
+    await session.close();
+  });
+
+  it("takes no DPS settings and refuses a TPM, a group key, DPS besides it and an empty device id", () => {
+    const world = new FakeWorld();
+    const refuses = (config: DeviceSessionConfig, pattern: RegExp): void =>
+      assert.throws(
+        () => new DeviceSession(config, world),
+        (error: Error) => error instanceof ConfigurationError && pattern.test(error.message),
+      );
+    refuses(
+      { ...directConfig, attestation: { kind: "tpm", connection: { kind: "device" } } },
+      /TPM device gets its hub key from DPS/,
+    );
+    refuses(
+      { ...directConfig, attestation: { kind: "symmetricKey", registrationId: "press-1", groupKey: key } },
+      /not an enrollment group key/,
+    );
+    refuses({ ...directConfig, dps: { idScope: "0ne00012345" } }, /either dps or hub.direct/);
+    refuses(
+      { ...directConfig, hub: { direct: { hostName: "plant-hub.example", deviceId: "" } } },
+      /device id/,
+    );
+    refuses({ ...directConfig, hub: { direct: { hostName: "", deviceId: "press-1" } } }, /host name/);
+    assert.doesNotThrow(() => new DeviceSession(directConfig, world));
+  });
+});

@@ -1,0 +1,54 @@
+// Reading a device connection string for connecting without DPS: the three parts taken, everything else
+// refused by name, and the key never in an error.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { parseDeviceConnectionString } from "../../src/device/connection-string.js";
+import { ConfigurationError } from "../../src/device/errors.js";
+
+const key = "c2VjcmV0LWRldmljZS1rZXktMDEyMzQ1Njc4OWFiY2RlZg==";
+
+describe("device connection string", () => {
+  it("takes HostName, DeviceId and SharedAccessKey in any order and case, with spaces and a trailing ;", () => {
+    assert.deepEqual(
+      parseDeviceConnectionString(
+        ` deviceid=press-1; SharedAccessKey=${key} ;HostName=plant.azure-devices.net;`,
+      ),
+      { hostName: "plant.azure-devices.net", deviceId: "press-1", sharedAccessKey: key },
+    );
+  });
+
+  for (const [what, text, pattern] of [
+    ["empty", "  ", /is empty/],
+    ["not pairs", "HostName=h;DeviceId=d;no-equals-sign-here", /not Name=value/],
+    ["without a key", "HostName=h;DeviceId=d", /has no SharedAccessKey/],
+    ["without host and device", `SharedAccessKey=${key}`, /has no HostName, DeviceId/],
+    ["of a module", `HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=${key}`, /ModuleId/],
+    [
+      "with a signature",
+      `HostName=h;DeviceId=d;SharedAccessSignature=SharedAccessSignature sr=${key}`,
+      /SharedAccessSignature/,
+    ],
+    ["of an X.509 device", "HostName=h;DeviceId=d;x509=true", /X\.509/],
+    [
+      "through IoT Edge",
+      `HostName=h;DeviceId=d;SharedAccessKey=${key};GatewayHostName=edge`,
+      /GatewayHostName/,
+    ],
+    [
+      "of a hub policy",
+      `HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`,
+      /SharedAccessKeyName/,
+    ],
+  ] as const) {
+    it(`refuses one ${what}, never quoting it`, () => {
+      assert.throws(
+        () => parseDeviceConnectionString(text),
+        (error: Error) =>
+          error instanceof ConfigurationError &&
+          pattern.test(error.message) &&
+          !error.message.includes(key) &&
+          (text.trim() === "" || !error.message.includes(text.trim())),
+      );
+    });
+  }
+});
