@@ -39,6 +39,8 @@ export interface MethodRegistration {
   names?: readonly string[];
   /** How long the flow may take to answer a call before the device answers 504. */
   responseTimeoutMs?: number;
+  /** Told when the device answered one of this handler's calls 504 because no answer came in time. */
+  unanswered?: (call: MethodCall, timeoutMs: number) => void;
 }
 
 /** The call is no longer waiting: answered already, timed out, or its connection is gone. */
@@ -54,6 +56,7 @@ export class MethodCallNotWaitingError extends ValidationError {
 
 interface Handler {
   handle: MethodHandler;
+  unanswered: ((call: MethodCall, timeoutMs: number) => void) | undefined;
   names: ReadonlySet<string> | undefined;
   responseTimeoutMs: number;
 }
@@ -68,6 +71,8 @@ interface WaitingCall {
 export interface MethodDispatcherEvents {
   /** A background answer (404, 504) could not be sent; the service times out on its own. */
   warning(error: Error): void;
+  /** A call no handler takes was answered 404. */
+  notImplemented(methodName: string): void;
 }
 
 export class MethodDispatcher {
@@ -97,6 +102,7 @@ export class MethodDispatcher {
     const names = registration.names?.map((name) => name.trim()).filter((name) => name.length > 0);
     const handler: Handler = {
       handle,
+      unanswered: registration.unanswered,
       names: names && names.length > 0 ? new Set(names) : undefined,
       responseTimeoutMs: timeout,
     };
@@ -113,6 +119,7 @@ export class MethodDispatcher {
       this.answerInBackground(call, MethodStatus.notImplemented, {
         message: `method "${call.methodName}" is not implemented by this device`,
       });
+      this.notify(() => this.events.notImplemented(call.methodName));
       return;
     }
     const timer = setTimeout(() => {
@@ -121,6 +128,8 @@ export class MethodDispatcher {
       this.answerInBackground(call, MethodStatus.noAnswer, {
         message: `method "${call.methodName}" got no answer from the device's flow within ${handler.responseTimeoutMs} ms`,
       });
+      const { requestId, methodName, payload } = call;
+      this.notify(() => handler.unanswered?.({ requestId, methodName, payload }, handler.responseTimeoutMs));
     }, handler.responseTimeoutMs);
     this.waiting.set(call.requestId, { call, origin, timer });
     try {
@@ -167,6 +176,14 @@ export class MethodDispatcher {
       if (!handler.names) catchAll ??= handler;
     }
     return catchAll;
+  }
+
+  private notify(listener: () => void): void {
+    try {
+      listener();
+    } catch (error) {
+      this.events.warning(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   private answerInBackground(call: IncomingMethodCall, status: number, payload: unknown): void {

@@ -69,6 +69,8 @@ export interface DeviceSessionEvents {
   unsent: [number];
   /** close() left telemetry not yet accepted in the outbox on disk, for the next session (count). */
   kept: [number];
+  /** A direct-method call no handler takes was answered 404 (method name). */
+  methodNotImplemented: [string];
   /** A listener of ours threw, or a phase failed unexpectedly; reported here instead of crashing. */
   warning: [Error];
 }
@@ -105,7 +107,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   private readonly outboxLog: OutboxLog | undefined;
   private readonly reports = new ReportBatcher((patch) => this.sendReport(patch));
   /** Direct-method handlers and the calls waiting for their answers; handlers outlive every connection. */
-  private readonly methods = new MethodDispatcher({ warning: (error) => this.warn(error) });
+  private readonly methods = new MethodDispatcher({
+    warning: (error) => this.warn(error),
+    notImplemented: (methodName) => this.safeEmit("methodNotImplemented", methodName),
+  });
   /** Cloud-to-device handlers and unsettled deliveries; handlers outlive every connection. */
   private readonly inbox: C2dInbox;
   /**

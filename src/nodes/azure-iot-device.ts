@@ -117,6 +117,9 @@ export = function register(RED: NodeAPI): void {
         for (const user of users) user.node.status(statusOf(owned.status));
       });
       session.on("unsent", (count) => node.warn(errorText(RED, "unsent", { count })));
+      session.on("methodNotImplemented", (method) =>
+        node.warn(errorText(RED, "methodNotImplemented", { method })),
+      );
       session.on("kept", (count) => node.log(errorText(RED, "kept", { count })));
       session.on("warning", (error) => node.debug(describeError(error)));
       return session;

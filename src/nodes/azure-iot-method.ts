@@ -47,7 +47,20 @@ export = function register(RED: NodeAPI): void {
           iothub: iothubOf(session.status),
         });
       },
-      { ...(names.length > 0 ? { names } : {}), responseTimeoutMs: timeoutS * 1000 },
+      {
+        ...(names.length > 0 ? { names } : {}),
+        responseTimeoutMs: timeoutS * 1000,
+        // The caller got 504; the flow and a Catch node hear why, with the call.
+        unanswered: (call) => {
+          node.error(errorText(RED, "methodUnanswered", { method: call.methodName, seconds: timeoutS }), {
+            topic: call.methodName,
+            payload: call.payload,
+            method: call.methodName,
+            requestId: call.requestId,
+            iothub: iothubOf(session.status),
+          });
+        },
+      },
     );
     node.on("close", remove);
   }

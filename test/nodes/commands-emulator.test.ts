@@ -200,6 +200,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
         },
         { id: "calls", type: "helper", z: "tab" },
       ]);
+      const caught = messageMatching<Msg>("caught", (m) => m.method === "anything");
       const result = await within(
         emulator.hub.service.invokeMethod(hub(), deviceId, {
           methodName: "anything",
@@ -209,6 +210,9 @@ for (const hubTransport of HUB_TRANSPORTS) {
       );
       assert.equal(result.status, 504);
       assert.match(JSON.stringify(result.payload), /no answer from the device's flow within 1000 ms/);
+      const error = await caught;
+      assert.match(error.error?.message ?? "", /"anything" got no answer from the flow within 1 s: .* 504/);
+      assert.equal(typeof error.requestId, "string");
     });
 
     it("bad answers go to Catch with the msg, and a good one still answers the call", async () => {

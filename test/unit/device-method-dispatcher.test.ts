@@ -29,9 +29,14 @@ function incoming(methodName: string, requestId: string, payload: unknown = { x:
   return { call, answers };
 }
 
-function dispatcher(): { methods: MethodDispatcher; warnings: Error[] } {
+function dispatcher(): { methods: MethodDispatcher; warnings: Error[]; notImplemented: string[] } {
   const warnings: Error[] = [];
-  return { methods: new MethodDispatcher({ warning: (error) => warnings.push(error) }), warnings };
+  const notImplemented: string[] = [];
+  const methods = new MethodDispatcher({
+    warning: (error) => warnings.push(error),
+    notImplemented: (name) => notImplemented.push(name),
+  });
+  return { methods, warnings, notImplemented };
 }
 
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -56,8 +61,8 @@ describe("method dispatcher", () => {
     assert.deepEqual(methods.names.sort(), ["reboot", "restart"]);
   });
 
-  it("answers 404 at once for a name nobody handles, and keeps nothing waiting", async () => {
-    const { methods } = dispatcher();
+  it("answers 404 at once for a name nobody handles, says so, and keeps nothing waiting", async () => {
+    const { methods, notImplemented } = dispatcher();
     methods.register(() => undefined, { names: ["restart"] });
     const { call, answers } = incoming("selfDestruct", "r1");
     methods.dispatch(call, {});
@@ -66,11 +71,16 @@ describe("method dispatcher", () => {
     assert.equal(answers[0]?.status, 404);
     assert.match(JSON.stringify(answers[0]?.payload), /selfDestruct.*not implemented/);
     assert.equal(methods.waitingCount, 0);
+    assert.deepEqual(notImplemented, ["selfDestruct"]);
   });
 
   it("answers 504 when the handler does not answer within its response timeout; a late answer is refused", async () => {
     const { methods } = dispatcher();
-    methods.register(() => undefined, { responseTimeoutMs: 30 });
+    const unanswered: Array<[string, number]> = [];
+    methods.register(() => undefined, {
+      responseTimeoutMs: 30,
+      unanswered: (call, timeoutMs) => unanswered.push([call.requestId, timeoutMs]),
+    });
     const { call, answers } = incoming("slow", "r1");
     methods.dispatch(call, {});
     assert.equal(methods.waitingCount, 1);
@@ -80,6 +90,7 @@ describe("method dispatcher", () => {
       [504],
     );
     assert.match(JSON.stringify(answers[0]?.payload), /no answer .* within 30 ms/);
+    assert.deepEqual(unanswered, [["r1", 30]]);
     await assert.rejects(methods.respond("r1", 200, {}), MethodCallNotWaitingError);
     assert.equal(answers.length, 1);
   });
