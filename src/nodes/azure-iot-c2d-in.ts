@@ -58,9 +58,14 @@ export = function register(RED: NodeAPI): void {
       if (typeof msg.lockToken !== "string" || msg.lockToken.length === 0) {
         return done(localized(RED, new NodeInputError("c2dLockTokenMissing")));
       }
-      session.settleCloudMessage(msg.lockToken, outcome as C2dOutcome).then(
+      const chosen = outcome as C2dOutcome;
+      session.settleCloudMessage(msg.lockToken, chosen).then(
         () => done(),
-        (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+        // Named with the outcome: over MQTT the SDK's own text says only that abandon/reject is not implemented.
+        (error: unknown) =>
+          done(
+            new Error(errorText(RED, "c2dSettleFailed", { outcome: chosen, reason: describeError(error) })),
+          ),
       );
     });
   }

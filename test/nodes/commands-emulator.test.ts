@@ -20,7 +20,10 @@ import {
 } from "../support/node-red.js";
 
 /** The hub transports a device configuration can choose; each one runs every test below. */
-const HUB_TRANSPORTS = ["amqp"] as const;
+const HUB_TRANSPORTS = ["amqp", "amqp-ws", "mqtt", "mqtt-ws"] as const;
+
+/** This file's own address: in Azure's layout the hub's ports are fixed (5671, 8883, 443). */
+const HUB_HOST = "127.0.0.151";
 
 const WAIT_MS = 20_000;
 
@@ -50,10 +53,12 @@ for (const hubTransport of HUB_TRANSPORTS) {
     let dataDir: string;
     let emulator: Emulator;
     let counter = 0;
+    // MQTT has no abandon or reject: the SDK acknowledges (completes) a message as it arrives.
+    const settlesItself = hubTransport.startsWith("mqtt");
 
     before(async () => {
       dataDir = await mkdtemp(join(tmpdir(), "provisio-commands-nodes-"));
-      emulator = await startEmulator({ dataDir });
+      emulator = await startEmulator({ dataDir, hubHost: HUB_HOST, hubHttpsPort: 443 });
       await startServer();
     });
 
@@ -315,7 +320,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
 
       // A body that contradicts its JSON content type: rejected (not redelivered), and Catch hears it.
       const caught = messageMatching<Msg>("caught", (m) => m.messageId === "c2d-broken");
-      const rejected = feedback(deviceId, "rejected", "c2d-broken");
+      const rejected = feedback(deviceId, settlesItself ? "completed" : "rejected", "c2d-broken");
       emulator.hub.service.sendCloudToDevice(hub(), deviceId, {
         body: "{broken",
         contentType: "application/json",
@@ -341,10 +346,10 @@ for (const hubTransport of HUB_TRANSPORTS) {
         { id: "received", type: "helper", z: "tab" },
       ]);
       const first = messageMatching<Msg>("received", (m) => m.messageId === "m-complete");
+      const completed = feedback(deviceId, "completed", "m-complete");
       emulator.hub.service.sendCloudToDevice(hub(), deviceId, { body: "1", messageId: "m-complete" });
       const one = await first;
       assert.equal(typeof one.lockToken, "string");
-      const completed = feedback(deviceId, "completed", "m-complete");
       getNode("c2d").receive({ ...one, c2d: "complete" });
       await completed;
 
@@ -358,6 +363,18 @@ for (const hubTransport of HUB_TRANSPORTS) {
       const firstDelivery = messageMatching<Msg>("received", (m) => m.messageId === "m-abandon");
       emulator.hub.service.sendCloudToDevice(hub(), deviceId, { body: "2", messageId: "m-abandon" });
       const abandonedMsg = await firstDelivery;
+      if (settlesItself) {
+        // Already completed by the SDK: abandon and reject cannot give it back, and Catch is told so.
+        for (const outcome of ["abandon", "reject"]) {
+          const refused = messageMatching<Msg>("caught", (m) => m.tag === outcome);
+          getNode("c2d").receive({ ...abandonedMsg, c2d: outcome, tag: outcome });
+          assert.match(
+            (await refused).error?.message ?? "",
+            new RegExp(`could not be settled \\(${outcome}\\)`),
+          );
+        }
+        return;
+      }
       const abandoned = feedback(deviceId, "abandoned", "m-abandon");
       const redelivered = messageMatching<Msg>(
         "received",
