@@ -40,6 +40,48 @@ interface Msg {
   [key: string]: unknown;
 }
 
+/** A method node (id "method") taking `methods`, wired to a helper "calls" unless told otherwise. */
+function methodNodes(
+  methods: string,
+  options: { responseTimeout?: number; wires?: string[][] } = {},
+): FlowNode[] {
+  const { wires = [["calls"]], ...rest } = options;
+  return [
+    { id: "method", type: "provisio-azure-method", z: "tab", device: "device", methods, ...rest, wires },
+    { id: "calls", type: "helper", z: "tab" },
+  ];
+}
+
+/** A method response node (id "response") wired to a helper "answered". */
+function responseNodes(): FlowNode[] {
+  return [
+    {
+      id: "response",
+      type: "provisio-azure-method-response",
+      z: "tab",
+      device: "device",
+      wires: [["answered"]],
+    },
+    { id: "answered", type: "helper", z: "tab" },
+  ];
+}
+
+/** A c2d in node (id "c2d") wired to a helper "received"; with an input when the flow settles. */
+function c2dNodes(settle: "auto" | "manual"): FlowNode[] {
+  return [
+    {
+      id: "c2d",
+      type: "provisio-azure-c2d-in",
+      z: "tab",
+      device: "device",
+      settle,
+      ...(settle === "manual" ? { inputs: 1 } : {}),
+      wires: [["received"]],
+    },
+    { id: "received", type: "helper", z: "tab" },
+  ];
+}
+
 function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -144,24 +186,8 @@ for (const hubTransport of HUB_TRANSPORTS) {
 
     it("a method call is answered by the flow; a method no node takes gets 404 at once", async () => {
       const { deviceId } = await deviceFlow([
-        {
-          id: "method",
-          type: "provisio-azure-method",
-          z: "tab",
-          device: "device",
-          methods: "echo, setRecipe",
-          responseTimeout: 30,
-          wires: [["calls", "response"]],
-        },
-        { id: "calls", type: "helper", z: "tab" },
-        {
-          id: "response",
-          type: "provisio-azure-method-response",
-          z: "tab",
-          device: "device",
-          wires: [["answered"]],
-        },
-        { id: "answered", type: "helper", z: "tab" },
+        ...methodNodes("echo, setRecipe", { responseTimeout: 30, wires: [["calls", "response"]] }),
+        ...responseNodes(),
       ]);
       const call = messageMatching<Msg>("calls", () => true);
       const answered = messageMatching<Msg>("answered", () => true);
@@ -193,18 +219,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
     });
 
     it("a call the flow leaves unanswered gets 504 from the device after the node's timeout", async () => {
-      const { deviceId } = await deviceFlow([
-        {
-          id: "method",
-          type: "provisio-azure-method",
-          z: "tab",
-          device: "device",
-          methods: "",
-          responseTimeout: 1,
-          wires: [["calls"]],
-        },
-        { id: "calls", type: "helper", z: "tab" },
-      ]);
+      const { deviceId } = await deviceFlow([...methodNodes("", { responseTimeout: 1 })]);
       const caught = messageMatching<Msg>("caught", (m) => m.method === "anything");
       const result = await within(
         emulator.hub.service.invokeMethod(hub(), deviceId, {
@@ -221,25 +236,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
     });
 
     it("bad answers go to Catch with the msg, and a good one still answers the call", async () => {
-      const { deviceId } = await deviceFlow([
-        {
-          id: "method",
-          type: "provisio-azure-method",
-          z: "tab",
-          device: "device",
-          methods: "read",
-          wires: [["calls"]],
-        },
-        { id: "calls", type: "helper", z: "tab" },
-        {
-          id: "response",
-          type: "provisio-azure-method-response",
-          z: "tab",
-          device: "device",
-          wires: [["answered"]],
-        },
-        { id: "answered", type: "helper", z: "tab" },
-      ]);
+      const { deviceId } = await deviceFlow([...methodNodes("read"), ...responseNodes()]);
       const emitted = messageMatching<Msg>("calls", () => true);
       const result = emulator.hub.service.invokeMethod(hub(), deviceId, {
         methodName: "read",
@@ -269,17 +266,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
     });
 
     it("c2d in completes a message once the flow took it, with body, properties and ids", async () => {
-      const { deviceId } = await deviceFlow([
-        {
-          id: "c2d",
-          type: "provisio-azure-c2d-in",
-          z: "tab",
-          device: "device",
-          settle: "auto",
-          wires: [["received"]],
-        },
-        { id: "received", type: "helper", z: "tab" },
-      ]);
+      const { deviceId } = await deviceFlow([...c2dNodes("auto")]);
       const received = messageMatching<Msg>("received", () => true);
       const completed = feedback(deviceId, "completed", "c2d-auto");
       emulator.hub.service.sendCloudToDevice(hub(), deviceId, {
@@ -333,18 +320,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
     });
 
     it("c2d in, the flow settles: complete, abandon (delivered again) and reject; a wrong settle goes to Catch", async () => {
-      const { deviceId } = await deviceFlow([
-        {
-          id: "c2d",
-          type: "provisio-azure-c2d-in",
-          z: "tab",
-          device: "device",
-          settle: "manual",
-          inputs: 1,
-          wires: [["received"]],
-        },
-        { id: "received", type: "helper", z: "tab" },
-      ]);
+      const { deviceId } = await deviceFlow([...c2dNodes("manual")]);
       const first = messageMatching<Msg>("received", (m) => m.messageId === "m-complete");
       const completed = feedback(deviceId, "completed", "m-complete");
       emulator.hub.service.sendCloudToDevice(hub(), deviceId, { body: "1", messageId: "m-complete" });
@@ -389,18 +365,7 @@ for (const hubTransport of HUB_TRANSPORTS) {
     });
 
     it("a C2D message sent while the c2d in node is redeployed reaches the redeployed node", async () => {
-      const c2dNodes: FlowNode[] = [
-        {
-          id: "c2d",
-          type: "provisio-azure-c2d-in",
-          z: "tab",
-          device: "device",
-          settle: "auto",
-          wires: [["received"]],
-        },
-        { id: "received", type: "helper", z: "tab" },
-      ];
-      const { deviceId, flow, credentials } = await deviceFlow(c2dNodes);
+      const { deviceId, flow, credentials } = await deviceFlow(c2dNodes("auto"));
       const withoutC2d = flow.filter((node) => node.id !== "c2d");
       await helper.setFlows(withoutC2d, "nodes", credentials);
       emulator.hub.service.sendCloudToDevice(hub(), deviceId, { body: "while away", messageId: "redeploy" });
