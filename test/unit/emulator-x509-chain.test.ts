@@ -229,6 +229,12 @@ describe("DPS emulator certificate reading", () => {
     });
   });
 
+  it("joins the issuer's name fields as the service API shows them", () => {
+    const plantCa = signed("Plant CA", root, { ca: true, organization: "Plant 4" });
+    const leaf = x509(signed("dev-8", plantCa, { ca: false }).cert);
+    assert.equal(certificateInfo(leaf).issuerName, "O=Plant 4, CN=Plant CA");
+  });
+
   it("matches a lower-case SHA-256 thumbprint, and ignores empty slots and thumbprints that are not text", () => {
     const leaf = x509(device.cert);
     const prints = thumbprints(leaf);
@@ -237,6 +243,7 @@ describe("DPS emulator certificate reading", () => {
       true,
     );
     assert.equal(leafMatchesEnrolled(leaf, [{}, { info: {} }]), false);
+    assert.equal(leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: "00" } }]), false);
     assert.equal(
       leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: 42, sha1Thumbprint: null } }]),
       false,
