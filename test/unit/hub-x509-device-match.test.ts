@@ -1,11 +1,16 @@
 // Which registered device a client certificate stands for at the emulated hub: the thumbprint of a self-signed
 // device, or a trusted chain with CN == device id for a CA device; only enabled devices of the served hubs.
+// The certificate info comes from the server side of a real loopback TLS connection.
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
+import { connect, createServer, type TLSSocket } from "node:tls";
 import type { PeerCertificateInfo } from "../../src/emulator/hub/device-connections.js";
 import { DeviceStore } from "../../src/emulator/hub/device-store.js";
-import { matchX509Device } from "../../src/emulator/hub/link-authorization.js";
+import { matchX509Device, peerCertificateInfo } from "../../src/emulator/hub/link-authorization.js";
 import type { HubDeviceRecord } from "../../src/emulator/hub/types.js";
+import { createTestPki } from "../support/test-certs.js";
 
 const HUB_A = "hub-a.azure-devices.net";
 const HUB_B = "Hub-B.azure-devices.net";
@@ -117,5 +122,77 @@ describe("hub X.509 device match", () => {
     assert.equal(matchX509Device(devices, hubs, trusted, "d1", HUB_A)?.hubHostName, HUB_A);
     assert.equal(matchX509Device(devices, hubs, trusted, "d1")?.hubHostName, HUB_A);
     assert.equal(matchX509Device(devices, hubs, trusted, "d1", "elsewhere")?.hubHostName, HUB_A);
+  });
+});
+
+describe("hub client certificate info", () => {
+  const pki = createTestPki();
+
+  /** The server side of a real loopback TLS connection made with `client`'s certificate (or none). */
+  async function serverSocket(client?: {
+    cert: string;
+    key: string;
+  }): Promise<{ socket: TLSSocket; done(): void }> {
+    const server = createServer({
+      key: pki.serverKey,
+      cert: pki.serverCert,
+      ca: [pki.caCert],
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const accepted = once(server, "secureConnection") as Promise<[TLSSocket]>;
+    const connection = connect({
+      host: "127.0.0.1",
+      port: (server.address() as AddressInfo).port,
+      servername: "localhost",
+      ca: pki.caCert,
+      ...(client ?? {}),
+    });
+    const [socket] = await accepted;
+    return {
+      socket,
+      done: () => {
+        connection.destroy();
+        socket.destroy();
+        server.close();
+      },
+    };
+  }
+
+  it("gives the thumbprints in upper case, the CN, and a trusted chain only when the CA is configured", async () => {
+    const device = pki.issueClientCert("d1");
+    const connection = await serverSocket(device);
+    const socket = connection.socket;
+    try {
+      assert.deepEqual(peerCertificateInfo(socket, true), {
+        sha1: device.thumbprint,
+        sha256: device.thumbprintSha256,
+        commonName: "d1",
+        chainTrusted: true,
+      });
+      assert.equal(peerCertificateInfo(socket, false)?.chainTrusted, false);
+    } finally {
+      connection.done();
+    }
+  });
+
+  it("does not trust a self-signed certificate, and has nothing without a certificate or a socket", async () => {
+    const device = pki.issueClientCert("d2", { selfSigned: true });
+    const signedByItself = await serverSocket(device);
+    try {
+      const info = peerCertificateInfo(signedByItself.socket, true);
+      assert.equal(info?.sha1, device.thumbprint);
+      assert.equal(info?.chainTrusted, false);
+    } finally {
+      signedByItself.done();
+    }
+    const anonymous = await serverSocket();
+    try {
+      assert.equal(peerCertificateInfo(anonymous.socket, true), undefined);
+    } finally {
+      anonymous.done();
+    }
+    assert.equal(peerCertificateInfo(undefined, true), undefined);
   });
 });
