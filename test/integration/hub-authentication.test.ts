@@ -277,9 +277,29 @@ describe("IoT Hub emulator authentication", () => {
     await assertHubServes();
   });
 
-  void it.todo(
-    "refuses, for a CA-enrolled device, a leaf of another CA with the trusted CA's name: today the TLS " +
-      "socket fails after the failed signature check (OpenSSL's 'invalid padding' surfaces as a socket " +
-      "error) and the SDK's open() gets no answer",
-  );
+  it("refuses, for a CA-enrolled device, a leaf of another CA that carries the trusted CA's name", async () => {
+    const deviceId = "x509-ca-rogue";
+    hub.registry.upsertDevice({
+      hubHostName: HUB,
+      deviceId,
+      status: "enabled",
+      authentication: { type: "certificateAuthority" },
+    });
+    // Same subject as the trusted CA, so the leaf's issuer name matches: only its signature does not.
+    const certificate = createTestPki().issueClientCert(deviceId);
+    const client = Client.fromConnectionString(
+      `HostName=${HUB}:${hub.port};DeviceId=${deviceId};x509=true`,
+      Amqp,
+    );
+    clients.push(client);
+    await client.setOptions({ cert: certificate.cert, key: certificate.key, ca: pki.caCert });
+    await withTimeout(client.open(), "open");
+    await assert.rejects(
+      withTimeout(client.sendEvent(new Message("forged chain")), "sendEvent"),
+      isUnauthorized,
+    );
+    assert.equal(hub.service.recentTelemetry(HUB, deviceId).length, 0);
+    await client.close();
+    await assertHubServes();
+  });
 });

@@ -80,6 +80,49 @@ describe("DPS registration token check", () => {
     assert.equal(verifyRegistrationToken("Bearer nope", "0ne00000001", "dev-1", [key], now).ok, false);
   });
 
+  it("names each refusal, tells which key signed, and accepts a token without a key name", async () => {
+    const resource = "0ne00000001/registrations/dev-1";
+    const verify = (token: string | undefined, keys = [key]) =>
+      verifyRegistrationToken(token, "0ne00000001", "dev-1", keys, now);
+    const messageOf = (result: ReturnType<typeof verifyRegistrationToken>) =>
+      result.ok ? "accepted" : `${result.error.status} ${result.error.message}`;
+    assert.equal(messageOf(verify(undefined)), "401 malformed SAS token");
+    assert.equal(messageOf(verify("Bearer nope")), "401 malformed SAS token");
+    assert.equal(
+      messageOf(
+        verify(await buildSasToken("0ne00000001/registrations/dev-2", now + 60, sign, "registration")),
+      ),
+      "401 SAS token audience does not match the registration",
+    );
+    assert.equal(
+      messageOf(verify(await buildSasToken(resource, now, sign, "registration"))),
+      "401 SAS token expired",
+    );
+    assert.equal(verify(await buildSasToken(resource, now + 1, sign, "registration")).ok, true);
+    assert.equal(
+      messageOf(verify(await buildSasToken(resource, now + 60, sign, "owner"))),
+      "401 SAS token key name must be 'registration'",
+    );
+    assert.equal(
+      messageOf(verify(await buildSasToken(resource, now + 60, sign, "registration"), [Buffer.alloc(32)])),
+      "401 SAS token signature is not valid",
+    );
+    assert.deepEqual(verify(await buildSasToken(resource, now + 60, sign)), { ok: true, value: 0 });
+    assert.deepEqual(
+      verify(await buildSasToken(resource, now + 60, sign, "registration"), [Buffer.alloc(32), key]),
+      { ok: true, value: 1 },
+    );
+  });
+
+  it("checks the expiry against the clock when no time is given", async () => {
+    const clock = Math.floor(Date.now() / 1000);
+    const resource = "0ne00000001/registrations/dev-1";
+    const live = await buildSasToken(resource, clock + 600, sign, "registration");
+    const past = await buildSasToken(resource, clock - 600, sign, "registration");
+    assert.equal(verifyRegistrationToken(live, "0ne00000001", "dev-1", [key]).ok, true);
+    assert.equal(verifyRegistrationToken(past, "0ne00000001", "dev-1", [key]).ok, false);
+  });
+
   it("derives group device keys as HMAC-SHA256(groupKey, registrationId)", () => {
     const groupKey = Buffer.alloc(64, 3).toString("base64");
     assert.equal(

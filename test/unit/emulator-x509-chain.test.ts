@@ -4,7 +4,15 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import forge from "node-forge";
-import { chainLeadsTo, checkLeaf, leafMatchesEnrolled } from "../../src/emulator/dps/credentials.js";
+import {
+  certificateInfo,
+  chainLeadsTo,
+  checkLeaf,
+  commonName,
+  leafMatchesEnrolled,
+  parseCertificate,
+  thumbprints,
+} from "../../src/emulator/dps/credentials.js";
 import { createTestPki } from "../support/test-certs.js";
 
 const pki = createTestPki();
@@ -91,7 +99,7 @@ describe("DPS emulator X.509 chain checks", () => {
 function signed(
   commonName: string,
   issuer: { cert: string; key: string },
-  options: { ca: boolean; notBefore?: Date; notAfter?: Date },
+  options: { ca: boolean; notBefore?: Date; notAfter?: Date; organization?: string },
 ): { cert: string; key: string } {
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const keyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
@@ -101,7 +109,10 @@ function signed(
   cert.serialNumber = "01" + randomBytes(15).toString("hex");
   cert.validity.notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
   cert.validity.notAfter = options.notAfter ?? new Date(Date.now() + 24 * 60 * 60 * 1000);
-  cert.setSubject([{ name: "commonName", value: commonName }]);
+  cert.setSubject([
+    ...(options.organization ? [{ name: "organizationName", value: options.organization }] : []),
+    ...(commonName ? [{ name: "commonName", value: commonName }] : []),
+  ]);
   cert.setIssuer(forge.pki.certificateFromPem(issuer.cert).subject.attributes);
   cert.setExtensions([{ name: "basicConstraints", cA: options.ca }]);
   cert.sign(forge.pki.privateKeyFromPem(issuer.key), forge.md.sha256.create());
@@ -151,5 +162,115 @@ describe("DPS emulator X.509 chains through an intermediate CA", () => {
       notAfter: new Date(Date.now() - 60 * 60 * 1000),
     });
     assert.equal(chainLeadsTo([x509(old.cert)], [ca]), false);
+  });
+});
+
+describe("DPS emulator certificate reading", () => {
+  const root = { cert: pki.caCert, key: pki.caKey };
+  const hour = 60 * 60 * 1000;
+  // whole seconds (X.509 validity has no milliseconds), inside the test CA's own validity
+  const from = new Date(Math.floor(Date.now() / 1000) * 1000);
+  const to = new Date(from.getTime() + hour);
+  const device = signed("dev-7", root, { ca: false, notBefore: from, notAfter: to, organization: "Plant 4" });
+  const der = x509(device.cert).raw.toString("base64");
+
+  it("reads a certificate as PEM, as base64 DER and as base64 of a PEM text, blanks around included", () => {
+    const expected = x509(device.cert).fingerprint256;
+    for (const text of [
+      device.cert,
+      `\n  ${device.cert}  \n`,
+      der,
+      ` ${der}\n`,
+      Buffer.from(device.cert).toString("base64"),
+      Buffer.from(`\n${device.cert}\n`).toString("base64"),
+    ]) {
+      assert.equal(parseCertificate(text).fingerprint256, expected);
+    }
+    assert.throws(() => parseCertificate("not a certificate"));
+  });
+
+  it("takes the CN from a subject with other fields before it, and has none for a subject without CN", () => {
+    const leaf = x509(device.cert);
+    assert.equal(leaf.subject, "O=Plant 4\nCN=dev-7");
+    assert.equal(commonName(leaf), "dev-7");
+    assert.equal(checkLeaf([leaf], "DEV-7", new Date(from.getTime() + 1000)).ok, true);
+    const nameless = x509(signed("", root, { ca: false, organization: "Plant 4" }).cert);
+    assert.equal(nameless.subject, "O=Plant 4");
+    assert.equal(commonName(nameless), undefined);
+    const refused = checkLeaf([nameless], "dev-7");
+    assert.ok(!refused.ok && refused.error.status === 401);
+  });
+
+  it("counts a certificate valid from its first second to its last, and not a second outside", () => {
+    const leaf = x509(device.cert);
+    assert.equal(checkLeaf([leaf], "dev-7", from).ok, true);
+    assert.equal(checkLeaf([leaf], "dev-7", to).ok, true);
+    assert.equal(checkLeaf([leaf], "dev-7", new Date(from.getTime() - 1000)).ok, false);
+    assert.equal(checkLeaf([leaf], "dev-7", new Date(to.getTime() + 1000)).ok, false);
+    assert.equal(chainLeadsTo([leaf], [ca], from), true);
+    assert.equal(chainLeadsTo([leaf], [ca], to), true);
+    assert.equal(chainLeadsTo([leaf], [ca], new Date(to.getTime() + 1000)), false);
+  });
+
+  it("shows thumbprints in upper case and the certificate info as the service API does", () => {
+    const leaf = x509(device.cert);
+    const prints = thumbprints(leaf);
+    assert.equal(prints.sha256, leaf.fingerprint256.replace(/:/g, ""));
+    assert.equal(prints.sha1, leaf.fingerprint.replace(/:/g, ""));
+    assert.deepEqual(certificateInfo(leaf), {
+      subjectName: "O=Plant 4, CN=dev-7",
+      sha1Thumbprint: prints.sha1,
+      sha256Thumbprint: prints.sha256,
+      issuerName: "CN=Provisio Test Root CA",
+      notBeforeUtc: from.toISOString(),
+      notAfterUtc: to.toISOString(),
+      serialNumber: leaf.serialNumber,
+      version: 3,
+    });
+  });
+
+  it("joins the issuer's name fields as the service API shows them", () => {
+    const plantCa = signed("Plant CA", root, { ca: true, organization: "Plant 4" });
+    const leaf = x509(signed("dev-8", plantCa, { ca: false }).cert);
+    assert.equal(certificateInfo(leaf).issuerName, "O=Plant 4, CN=Plant CA");
+  });
+
+  it("matches a lower-case SHA-256 thumbprint, and ignores empty slots and thumbprints that are not text", () => {
+    const leaf = x509(device.cert);
+    const prints = thumbprints(leaf);
+    assert.equal(
+      leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: prints.sha256.toLowerCase() } }]),
+      true,
+    );
+    assert.equal(leafMatchesEnrolled(leaf, [{}, { info: {} }]), false);
+    assert.equal(leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: "00" } }]), false);
+    assert.equal(
+      leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: 42, sha1Thumbprint: null } }]),
+      false,
+    );
+    assert.equal(
+      leafMatchesEnrolled(leaf, [{ info: { sha256Thumbprint: "00", sha1Thumbprint: prints.sha1 } }]),
+      true,
+      "either thumbprint is enough",
+    );
+  });
+});
+
+describe("DPS emulator signing certificates", () => {
+  const root = { cert: pki.caCert, key: pki.caKey };
+  const intermediate = signed("Provisio Test Intermediate", root, { ca: true });
+
+  it("accepts an enrolled intermediate presented alone: it is the anchor, though not self-signed", () => {
+    assert.equal(chainLeadsTo([x509(intermediate.cert)], [x509(intermediate.cert)]), true);
+  });
+
+  it("refuses a valid leaf whose enrolled signing certificate has expired", () => {
+    const expiredCa = signed("Provisio Expired CA", root, {
+      ca: true,
+      notBefore: new Date(Date.now() - 48 * 60 * 60 * 1000),
+      notAfter: new Date(Date.now() - 60 * 60 * 1000),
+    });
+    const leaf = signed("dev-1", expiredCa, { ca: false });
+    assert.equal(chainLeadsTo([x509(leaf.cert)], [x509(expiredCa.cert)]), false);
   });
 });

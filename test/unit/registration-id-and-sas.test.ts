@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
-import { SharedAccessSignature } from "azure-iot-common";
+import {
+  SharedAccessSignature,
+  encodeUriComponentStrict as sdkEncodeUriComponentStrict,
+} from "azure-iot-common";
 import base32Encode from "base32-encode";
 import {
   buildSasToken,
@@ -80,5 +83,46 @@ describe("SAS tokens", () => {
     ]) {
       assert.equal(parseSasToken(bad), undefined, bad);
     }
+  });
+
+  it("encodes a resource exactly as azure-iot-common does, the characters encodeURIComponent keeps included", () => {
+    for (const value of ["dev!(1)*'", "hub/devices/a b", "0ne00000001/registrations/x.y_z~-", "é%&="]) {
+      assert.equal(encodeUriComponentStrict(value), sdkEncodeUriComponentStrict(value), value);
+    }
+    assert.equal(encodeUriComponentStrict("!'()*"), "%21%27%28%29%2a");
+  });
+
+  it("reads only a whole token: nothing before the scheme, nothing after a line break", async () => {
+    const token = await buildSasToken("hub/devices/d1", 1_900_000_000, (d) => hmacSha256(key, d));
+    assert.equal(parseSasToken(`  ${token}  `)?.resource, "hub/devices/d1", "surrounding blanks are trimmed");
+    assert.equal(parseSasToken(`x${token}`), undefined);
+    assert.equal(parseSasToken(`${token}\nse=1`), undefined);
+  });
+
+  it("refuses a token with a field that has no name, no '=', or a missing sr, sig or se", () => {
+    const complete = "sr=hub%2Fdevices%2Fd1&sig=c2ln&se=1900000000";
+    assert.equal(parseSasToken(`SharedAccessSignature ${complete}`)?.resource, "hub/devices/d1");
+    for (const fields of [
+      `=x&${complete}`,
+      `${complete}&junk`,
+      "sig=c2ln&se=1900000000",
+      "sr=hub&se=1900000000",
+      "se=1900000000",
+      "sr=hub&sig=c2ln&se=",
+      "sr=hub&sig=c2ln&se=19x",
+      "sr=hub&sig=c2ln&se=x19",
+    ]) {
+      assert.equal(parseSasToken(`SharedAccessSignature ${fields}`), undefined, fields);
+    }
+  });
+
+  it("answers false, without throwing, for a signature of the wrong length", async () => {
+    const token = await buildSasToken("hub/devices/d1", 1_900_000_000, (d) =>
+      hmacSha256(key, d).subarray(0, 16),
+    );
+    const fields = parseSasToken(token);
+    assert.ok(fields);
+    assert.equal(fields.signature.length, 16);
+    assert.equal(sasSignatureMatches(fields, key), false);
   });
 });

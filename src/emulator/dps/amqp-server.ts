@@ -25,6 +25,7 @@ import { DpsError } from "./errors.js";
 import type { DeviceIdentity, RegistrationService } from "./registration-service.js";
 import type { DpsTls, Listener } from "./listener.js";
 import { listen, peerChain } from "./listener.js";
+import { settleClientCertificateCheck } from "../tls-client-certificate.js";
 
 // docs/dps-protocol.md §3.4
 const OPERATION_TYPE = "iotdps-operation-type";
@@ -207,7 +208,10 @@ export async function startAmqpServer(options: {
       requestCert: true, // X.509 devices present a certificate; SAS and TPM devices have none
       rejectUnauthorized: false, // chains are checked against the enrollments, not the TLS trust store
     },
-    (socket) => acceptStream(socket, socket),
+    (socket) => {
+      settleClientCertificateCheck(socket);
+      acceptStream(socket, socket);
+    },
   );
   const listener = await listen(server, options.host, options.port, "AMQP", log);
   return { ...listener, acceptStream };

@@ -33,6 +33,7 @@ import type { DesiredChange, DeviceStore } from "./device-store.js";
 import { FaultInjection } from "./fault-injection.js";
 import { directionAllowed, parseLinkAddress, type ServiceLinkKind } from "./link-address.js";
 import { LinkAuthorizer, peerCertificateInfo } from "./link-authorization.js";
+import { settleClientCertificateCheck } from "../tls-client-certificate.js";
 import { drainOutbox, newLinkState, roleFor } from "./link-state.js";
 import { MethodInvoker } from "./method-invoker.js";
 import { ServiceC2dReceiver } from "./service-c2d.js";
@@ -146,6 +147,7 @@ export class AmqpEndpoint {
       listenOptions as unknown as Parameters<Container["listen"]>[0],
     ) as TlsServer;
     this.server = server;
+    server.prependListener("secureConnection", settleClientCertificateCheck);
     // A failed TLS handshake only concerns that client.
     server.on("tlsClientError", () => undefined);
     await new Promise<void>((resolve, reject) => {
