@@ -37,6 +37,9 @@ const FLOW_NODES = [
   "provisio-azure-telemetry",
   "provisio-azure-twin-in",
   "provisio-azure-twin-report",
+  "provisio-azure-method",
+  "provisio-azure-method-response",
+  "provisio-azure-c2d-in",
 ];
 
 /** The end-of-line station's flow nodes: registered type, and the file name of their catalogue and icon. */
@@ -371,7 +374,7 @@ describe("the Node-RED editor with our nodes, in Chromium", { skip: skipReason ?
     await tpm?.dispose().catch(() => undefined);
   });
 
-  it(`the palette shows our six flow nodes in "${CATEGORY}", with icons that load`, async () => {
+  it(`the palette shows each of our flow nodes in "${CATEGORY}", with icons that load`, async () => {
     const header = page.locator(".red-ui-palette-header", { hasText: CATEGORY });
     await header.waitFor();
     const category = page.locator(".red-ui-palette-category", { has: header });
