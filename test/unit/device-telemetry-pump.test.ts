@@ -5,7 +5,12 @@
 import { describe, it, mock } from "node:test";
 import assert from "node:assert/strict";
 import { Message } from "azure-iot-device";
-import { OperationTimeoutError, OutboxOverflowError, SessionStoppedError } from "../../src/device/errors.js";
+import {
+  HubError,
+  OperationTimeoutError,
+  OutboxOverflowError,
+  SessionStoppedError,
+} from "../../src/device/errors.js";
 import type { HubLink } from "../../src/device/hub-connection.js";
 import type { OutboxLog } from "../../src/device/outbox-log.js";
 import { messageBytes } from "../../src/device/outbox-record.js";
@@ -156,5 +161,88 @@ describe("telemetry pump", () => {
     } as unknown as OutboxLog;
     const outbox = pump({ log });
     await assert.rejects(outbox.enqueue(message("m1")), (error) => error === full);
+  });
+  it("refuses a window that is not a whole number >= 1, and takes a window of 1", () => {
+    for (const window of [0, -1, 1.5]) {
+      assert.throws(() => pump({ window }), {
+        name: "RangeError",
+        message: "the telemetry window must be a whole number >= 1",
+      });
+    }
+    assert.equal(pump({ window: 1 }).size, 0);
+  });
+
+  it("counts the messages in flight as held in memory", async () => {
+    const outbox = pump({ window: 1 });
+    const { link, sent } = heldLink();
+    outbox.attach(link);
+    const pending = [outbox.enqueue(message("m1")), outbox.enqueue(message("m2"))];
+    await turns();
+    assert.deepEqual(sent, ["m1"]);
+    assert.equal(outbox.inMemory, 2);
+    outbox.rejectAll(new SessionStoppedError("telemetry"));
+    await Promise.allSettled(pending);
+  });
+
+  it("an internal server error pauses as a hub error; leaving during the pause ends it", async () => {
+    const pauses: TelemetryPause[] = [];
+    let resumed = 0;
+    const outbox = pump({ paused: (pause) => pauses.push(pause), resumed: () => (resumed += 1) });
+    const { link, answers } = heldLink();
+    outbox.attach(link);
+    const pending = outbox.enqueue(message("m1"));
+    answers[0](Object.assign(new Error("hub trouble"), { name: "InternalServerError" }));
+    await turns();
+    assert.deepEqual(
+      pauses.map((pause) => pause.reason),
+      ["hub-error"],
+    );
+    outbox.detach();
+    assert.equal(resumed, 1, "detaching ends the pause and says so");
+    outbox.rejectAll(new SessionStoppedError("telemetry"));
+    await assert.rejects(pending);
+  });
+
+  it("a message the hub refuses for what it is is rejected with the hub's error as its cause", async () => {
+    const outbox = pump({});
+    const { link, answers } = heldLink();
+    outbox.attach(link);
+    const pending = outbox.enqueue(message("m1"));
+    const tooLarge = Object.assign(new Error("message too large"), { name: "MessageTooLargeError" });
+    answers[0](tooLarge);
+    await assert.rejects(pending, (error) => error instanceof HubError && error.cause === tooLarge);
+  });
+
+  it("after a reconnect the acknowledgement timer runs for the new link", async () => {
+    const failures: HubLink[] = [];
+    const outbox = pump({ ackTimeoutMs: 50, linkFailed: (failed) => failures.push(failed) });
+    const first = heldLink();
+    outbox.attach(first.link);
+    const pending = outbox.enqueue(message("m1"));
+    await turns();
+    outbox.detach();
+    const second = heldLink();
+    outbox.attach(second.link);
+    assert.deepEqual(second.sent, ["m1"]);
+    const started = Date.now();
+    while (failures.length === 0 && Date.now() - started < 5_000) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(failures, [second.link], "the unanswered resend fails the new link");
+    outbox.rejectAll(new SessionStoppedError("telemetry"));
+    await assert.rejects(pending);
+  });
+
+  it("a full outbox with every message in flight refuses a new one under drop-oldest, counted", async () => {
+    const outbox = pump({ maxMessages: 1, window: 1 });
+    const { link, sent } = heldLink();
+    outbox.attach(link);
+    const first = outbox.enqueue(message("m1"));
+    await turns();
+    assert.deepEqual(sent, ["m1"]);
+    await assert.rejects(outbox.enqueue(message("m2")), OutboxOverflowError);
+    assert.equal(outbox.droppedCount, 1);
+    outbox.rejectAll(new SessionStoppedError("telemetry"));
+    await assert.rejects(first);
   });
 });
