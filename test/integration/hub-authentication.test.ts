@@ -252,15 +252,18 @@ describe("IoT Hub emulator authentication", () => {
     await assertHubServes();
   });
 
-  it("refuses, for a CA-enrolled device, a self-signed certificate whose CN is the device id", async () => {
-    const deviceId = "x509-ca-self";
+  /** A CA-enrolled device presenting `certificate`: the hub opens the connection but refuses its telemetry. */
+  async function assertCaDeviceRefused(
+    deviceId: string,
+    certificate: { cert: string; key: string },
+    body: string,
+  ): Promise<void> {
     hub.registry.upsertDevice({
       hubHostName: HUB,
       deviceId,
       status: "enabled",
       authentication: { type: "certificateAuthority" },
     });
-    const certificate = pki.issueClientCert(deviceId, { selfSigned: true });
     const client = Client.fromConnectionString(
       `HostName=${HUB}:${hub.port};DeviceId=${deviceId};x509=true`,
       Amqp,
@@ -268,38 +271,20 @@ describe("IoT Hub emulator authentication", () => {
     clients.push(client);
     await client.setOptions({ cert: certificate.cert, key: certificate.key, ca: pki.caCert });
     await withTimeout(client.open(), "open");
-    await assert.rejects(
-      withTimeout(client.sendEvent(new Message("not trusted")), "sendEvent"),
-      isUnauthorized,
-    );
+    await assert.rejects(withTimeout(client.sendEvent(new Message(body)), "sendEvent"), isUnauthorized);
     assert.equal(hub.service.recentTelemetry(HUB, deviceId).length, 0);
     await client.close();
     await assertHubServes();
+  }
+
+  it("refuses, for a CA-enrolled device, a self-signed certificate whose CN is the device id", async () => {
+    const deviceId = "x509-ca-self";
+    await assertCaDeviceRefused(deviceId, pki.issueClientCert(deviceId, { selfSigned: true }), "not trusted");
   });
 
   it("refuses, for a CA-enrolled device, a leaf of another CA that carries the trusted CA's name", async () => {
     const deviceId = "x509-ca-rogue";
-    hub.registry.upsertDevice({
-      hubHostName: HUB,
-      deviceId,
-      status: "enabled",
-      authentication: { type: "certificateAuthority" },
-    });
     // Same subject as the trusted CA, so the leaf's issuer name matches: only its signature does not.
-    const certificate = createTestPki().issueClientCert(deviceId);
-    const client = Client.fromConnectionString(
-      `HostName=${HUB}:${hub.port};DeviceId=${deviceId};x509=true`,
-      Amqp,
-    );
-    clients.push(client);
-    await client.setOptions({ cert: certificate.cert, key: certificate.key, ca: pki.caCert });
-    await withTimeout(client.open(), "open");
-    await assert.rejects(
-      withTimeout(client.sendEvent(new Message("forged chain")), "sendEvent"),
-      isUnauthorized,
-    );
-    assert.equal(hub.service.recentTelemetry(HUB, deviceId).length, 0);
-    await client.close();
-    await assertHubServes();
+    await assertCaDeviceRefused(deviceId, createTestPki().issueClientCert(deviceId), "forged chain");
   });
 });
