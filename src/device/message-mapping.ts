@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { Message } from "azure-iot-device";
 import { ValidationError } from "./errors.js";
-import { validateMessageId, validateTelemetry } from "./validation.js";
+import { checkTelemetrySize, telemetryBody, validateMessageId } from "./validation.js";
 
 /** The property azure-iot-amqp-base maps to the `dt-subject` annotation (the PnP component name). */
 export const COMPONENT_PROPERTY = "dt-subject";
@@ -31,16 +31,9 @@ export function toHubMessage(payload: TelemetryPayload, options: TelemetryOption
   if (typeof properties !== "object" || properties === null || Array.isArray(properties)) {
     throw new ValidationError("telemetry properties must be an object of names to values");
   }
-  validateTelemetry(payload, properties);
-
+  const body = telemetryBody(payload);
+  checkTelemetrySize(body, properties);
   const isObject = typeof payload === "object" && !Buffer.isBuffer(payload);
-  const body = Buffer.isBuffer(payload)
-    ? payload
-    : isObject
-      ? JSON.stringify(payload)
-      : typeof payload === "string"
-        ? payload
-        : String(payload);
   const message = new Message(body);
 
   message.messageId = validateMessageId(options.messageId ?? randomUUID(), "messageId");

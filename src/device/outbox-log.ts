@@ -7,7 +7,9 @@
 // (docs/architecture.md §3.1). Why a log of our own: no native module (palette installs on any Node), sequential
 // writes only, and a restart costs one read of what is on disk.
 import {
+  close as closeLater,
   closeSync,
+  fsync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
@@ -77,6 +79,11 @@ export class OutboxLog {
   };
   private corrupt = 0;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** Done records not written yet: they go out with the next kept record, or at the end of this event-loop turn. */
+  private doneText = "";
+  private doneFlush: NodeJS.Immediate | undefined;
+  /** The file an fsync is running on in the thread pool; closing it waits until that fsync ends. */
+  private syncing: { fd: number; closeWhenDone: boolean } | undefined;
   private readonly syncEveryMs: number;
   private readonly segmentBytes: number;
   private closed = false;
@@ -123,7 +130,8 @@ export class OutboxLog {
   /** Writes a message; returns its sequence number. Survives a process kill once this returns. */
   append(message: Message, bytes: number): number {
     const seq = this.nextSeq;
-    this.write(keptLine(seq, bytes, message));
+    this.write(this.doneText + keptLine(seq, bytes, message));
+    this.doneText = "";
     this.nextSeq += 1;
     (this.segments.at(-1) as Segment).lastSeq = seq;
     this.pendingCount += 1;
@@ -183,24 +191,39 @@ export class OutboxLog {
     this.markDone(seq);
     this.pendingCount -= 1;
     this.pendingBytes -= bytes;
+    // One write(2) less per message: the record rides with the next kept one, or goes at the end of this turn.
+    this.doneText += doneLine(seq, bytes);
+    this.doneFlush ??= setImmediate(() => this.writeDone());
     try {
-      this.write(doneLine(seq, bytes));
       this.compact();
+    } catch {
+      // Called as the hub accepts messages: never throws there; a segment not deleted now is deleted later.
+    }
+  }
+
+  private writeDone(): void {
+    this.doneFlush = undefined;
+    if (this.closed || this.doneText === "") return;
+    try {
+      this.write(this.doneText);
+      this.doneText = "";
       this.rotateIfFull();
     } catch {
-      // Called as the hub accepts messages: never throws there. A done record the disk refused (full) means
-      // the message may be sent again after a restart (at-least-once), never that one is lost.
+      // A done record the disk refused (full) means the message may be sent again after a restart
+      // (at-least-once), never that one is lost; it is tried again with the next record.
     }
   }
 
   /** Flushes to the disk and closes the files. */
   close(): void {
     if (this.closed) return;
+    if (this.doneFlush) clearImmediate(this.doneFlush);
+    this.writeDone();
     this.closed = true;
     if (this.syncTimer) clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
     fsyncSync(this.writeFd);
-    closeSync(this.writeFd);
+    this.closeWriteFile(this.writeFd);
     this.closeCursor();
   }
 
@@ -219,11 +242,11 @@ export class OutboxLog {
 
   private write(text: string): void {
     if (this.closed) throw new Error("the outbox log is closed");
-    const data = Buffer.from(text);
+    // Written as a string: no Buffer per record to allocate and collect (a measurable share at 10,000 msg/s).
+    const length = Buffer.byteLength(text);
     try {
-      const written = writeSync(this.writeFd, data);
-      if (written !== data.length)
-        throw new Error(`short write to the outbox log (${written} of ${data.length})`);
+      const written = writeSync(this.writeFd, text);
+      if (written !== length) throw new Error(`short write to the outbox log (${written} of ${length})`);
     } catch (error) {
       // A full disk: cut off what part of the line got written, so the next record starts on a line of its own.
       try {
@@ -233,16 +256,37 @@ export class OutboxLog {
       }
       throw error;
     }
-    this.writeSize += data.length;
-    this.syncTimer ??= setTimeout(() => {
-      this.syncTimer = undefined;
-      try {
-        if (!this.closed) fsyncSync(this.writeFd);
-      } catch {
-        // A failing fsync (a disk going away) must not end the process; the next write reports the disk.
-      }
-    }, this.syncEveryMs);
+    this.writeSize += length;
+    this.syncTimer ??= setTimeout(() => this.syncInBackground(), this.syncEveryMs);
     this.syncTimer.unref();
+  }
+
+  /**
+   * fsync in the thread pool: a synchronous one stalled the event loop for milliseconds every 200 ms, a fifth of
+   * the pipeline's time at full rate. What it covers is already written; it only bounds what a power cut loses.
+   */
+  private syncInBackground(): void {
+    this.syncTimer = undefined;
+    if (this.closed) return;
+    if (this.syncing) {
+      // The last one is still running: what was written since waits for the next turn.
+      this.syncTimer = setTimeout(() => this.syncInBackground(), this.syncEveryMs);
+      this.syncTimer.unref();
+      return;
+    }
+    const syncing = { fd: this.writeFd, closeWhenDone: false };
+    this.syncing = syncing;
+    fsync(syncing.fd, () => {
+      // A failing fsync (a disk going away) must not end the process; the next write reports the disk.
+      this.syncing = undefined;
+      if (syncing.closeWhenDone) closeLater(syncing.fd, () => undefined);
+    });
+  }
+
+  /** Closes a segment file written to; if a background fsync still runs on it, once that ends. */
+  private closeWriteFile(fd: number): void {
+    if (this.syncing?.fd === fd) this.syncing.closeWhenDone = true;
+    else closeSync(fd);
   }
 
   /** Starts the next segment once the one being written is full (after a record is fully accounted). */
@@ -252,7 +296,7 @@ export class OutboxLog {
     fsyncSync(full);
     // The new segment first: if it cannot be made, writing goes on in the full one and rotation is tried again.
     this.writeFd = this.startSegment((this.segments.at(-1) as Segment).no + 1);
-    closeSync(full);
+    this.closeWriteFile(full);
     this.compact();
   }
 

@@ -6,6 +6,7 @@
 //   done    "d <seq> <bytes>"                        that message left the outbox (accepted, refused or dropped)
 // <bytes> is the message's size as the outbox bounds count it (messageBytes), so a restart recounts the bytes
 // waiting without decoding a single message.
+import { isUtf8 } from "node:buffer";
 import { crc32 } from "node:zlib";
 import { Message } from "azure-iot-device";
 
@@ -24,9 +25,10 @@ export interface StoredMessage {
   p?: Array<[string, string]>;
 }
 
-function bodyOf(message: Message): Buffer {
+/** The body as the SDK holds it: a string (our own messages) or a Buffer. */
+function bodyOf(message: Message): string | Buffer {
   const data = message.getData() as Buffer | string;
-  return Buffer.isBuffer(data) ? data : Buffer.from(String(data));
+  return Buffer.isBuffer(data) ? data : String(data);
 }
 
 /**
@@ -34,7 +36,10 @@ function bodyOf(message: Message): Buffer {
  * and values, in UTF-8 bytes. Close to what the hub counts against its 256 KB limit; independent of the store.
  */
 export function messageBytes(message: Message): number {
-  let bytes = bodyOf(message).length + Buffer.byteLength(String(message.messageId ?? ""));
+  const body = bodyOf(message);
+  let bytes =
+    (Buffer.isBuffer(body) ? body.length : Buffer.byteLength(body)) +
+    Buffer.byteLength(String(message.messageId ?? ""));
   if (message.correlationId) bytes += Buffer.byteLength(String(message.correlationId));
   if (message.contentType) bytes += message.contentType.length;
   if (message.contentEncoding) bytes += message.contentEncoding.length;
@@ -47,10 +52,12 @@ export function messageBytes(message: Message): number {
 
 export function storedOf(message: Message): StoredMessage {
   const body = bodyOf(message);
-  const text = body.toString("utf8");
-  const stored: StoredMessage =
-    Buffer.byteLength(text) === body.length && Buffer.from(text).equals(body)
-      ? { t: text, i: String(message.messageId) }
+  // A string body is sent as its UTF-8 bytes, and Buffer.from(t) gives back exactly those; a Buffer body is
+  // kept as text only when it is valid UTF-8 (then toString/Buffer.from round-trips it byte for byte).
+  const stored: StoredMessage = !Buffer.isBuffer(body)
+    ? { t: body, i: String(message.messageId) }
+    : isUtf8(body)
+      ? { t: body.toString("utf8"), i: String(message.messageId) }
       : { b: body.toString("base64"), i: String(message.messageId) };
   if (message.correlationId) stored.c = String(message.correlationId);
   if (message.contentType) stored.ct = message.contentType;

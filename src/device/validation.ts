@@ -54,39 +54,32 @@ export function validateRegistrationId(registrationId: unknown): string {
   return registrationId;
 }
 
-/** Bytes a telemetry body takes: objects as JSON, strings as UTF-8, Buffers as they are. */
-export function telemetryBodyBytes(payload: unknown): number {
-  if (Buffer.isBuffer(payload)) return payload.length;
-  if (typeof payload === "string") return Buffer.byteLength(payload);
-  return Buffer.byteLength(JSON.stringify(payload) ?? "");
-}
-
 /**
- * A telemetry payload is an object (sent as JSON), a string or a Buffer, and together with its
- * application properties fits IoT Hub's 256 KB message limit.
+ * The body as it is sent: objects as JSON text, strings and Buffers as they are, numbers and booleans as text.
+ * Throws a ValidationError for what cannot be sent. Serialised once, here: the size check and the message use it.
  */
-export function validateTelemetry(payload: unknown, properties: Record<string, unknown> = {}): number {
+export function telemetryBody(payload: unknown): string | Buffer {
   if (payload === undefined || payload === null) {
     throw new ValidationError("telemetry payload is missing: send an object, a string or a Buffer");
   }
+  if (Buffer.isBuffer(payload) || typeof payload === "string") return payload;
+  if (typeof payload === "number" || typeof payload === "boolean") return String(payload);
   const kind = typeof payload;
-  if (
-    !Buffer.isBuffer(payload) &&
-    kind !== "string" &&
-    kind !== "object" &&
-    kind !== "number" &&
-    kind !== "boolean"
-  ) {
+  if (kind !== "object") {
     throw new ValidationError(
       `telemetry payload of type ${kind} cannot be sent: use an object, a string or a Buffer`,
     );
   }
-  let size: number;
   try {
-    size = telemetryBodyBytes(payload);
+    return JSON.stringify(payload) ?? "";
   } catch (error) {
     throw new ValidationError(`telemetry payload cannot be serialised as JSON (${(error as Error).message})`);
   }
+}
+
+/** A body (from telemetryBody) with its application properties fits IoT Hub's 256 KB; returns the size. */
+export function checkTelemetrySize(body: string | Buffer, properties: Record<string, unknown> = {}): number {
+  let size = Buffer.isBuffer(body) ? body.length : Buffer.byteLength(body);
   for (const [name, value] of Object.entries(properties)) {
     if (value === undefined || value === null) continue;
     size += Buffer.byteLength(name) + Buffer.byteLength(propertyText(value));
@@ -97,6 +90,14 @@ export function validateTelemetry(payload: unknown, properties: Record<string, u
     );
   }
   return size;
+}
+
+/**
+ * A telemetry payload is an object (sent as JSON), a string or a Buffer, and together with its
+ * application properties fits IoT Hub's 256 KB message limit.
+ */
+export function validateTelemetry(payload: unknown, properties: Record<string, unknown> = {}): number {
+  return checkTelemetrySize(telemetryBody(payload), properties);
 }
 
 /** How an application property value travels: as text. */

@@ -1,5 +1,5 @@
 // Child process for the kill -9 test: keeps `count` messages in an outbox log, marks the first `done` of them
-// done, says "kept" on stdout and then waits to be killed.
+// done, says "kept" on stdout (after the turn's end, when the done records are written) and waits to be killed.
 import { Message } from "azure-iot-device";
 import { OutboxLog } from "../../src/device/outbox-log.js";
 
@@ -13,5 +13,5 @@ for (let i = 0; i < Number(countText); i++) {
   seqs.push(log.append(message, 10));
 }
 for (const seq of seqs.slice(0, Number(doneText))) log.done(seq, 10);
-process.stdout.write("kept\n");
+setImmediate(() => process.stdout.write("kept\n"));
 setInterval(() => undefined, 1_000);
