@@ -1,6 +1,10 @@
 // The hub's device and twin store: versions, etags and If-Match, service patches versus replacements,
 // and validation of identity records.
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { DeviceStore } from "../../src/emulator/hub/device-store.js";
@@ -15,7 +19,42 @@ const device = (deviceId: string): HubDeviceRecord => ({
   authentication: { type: "sas", symmetricKey: { primaryKey: randomBytes(32).toString("base64") } },
 });
 
+/** The reported `fw` of d1 as the data file holds it. */
+function reportedOnDisk(file: string): unknown {
+  const content = JSON.parse(readFileSync(file, "utf8")) as {
+    devices: Array<{ twin: { reported: Record<string, unknown> } }>;
+  };
+  return content.devices[0].twin.reported.fw;
+}
+
 describe("hub device store", () => {
+  it("writes a burst of changes to its file once, a moment later, and what is pending at flush", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "provisio-device-store-"));
+    try {
+      const file = join(dir, "hub.json");
+      const store = new DeviceStore(file);
+      store.upsert(device("d1"));
+      store.patchReported(HUB, "d1", { fw: "1" });
+      await sleep(300);
+      assert.equal(reportedOnDisk(file), "1", "written without a flush, shortly after");
+      const slow = new DeviceStore(file, 60_000);
+      slow.load();
+      // Reports in separate turns of the event loop, as a device sends them one after the other.
+      for (let i = 2; i <= 20; i++) {
+        slow.patchReported(HUB, "d1", { fw: String(i) });
+        await nextTurn();
+      }
+      assert.equal(reportedOnDisk(file), "1", "not rewritten once per report");
+      slow.flush();
+      assert.equal(reportedOnDisk(file), "20");
+      const reloaded = new DeviceStore(file);
+      reloaded.load();
+      assert.equal(reloaded.deviceTwinView(HUB, "d1")?.reported.fw, "20");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("starts a twin at version 1 and counts desired, reported and whole-twin versions separately", () => {
     const store = new DeviceStore();
     store.upsert(device("d1"), { tags: { site: "a" }, properties: { desired: { interval: 5 } } });

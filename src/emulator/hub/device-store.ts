@@ -66,13 +66,19 @@ function asArgumentError(error: unknown): never {
   throw error;
 }
 
+/** Longest time a change waits before the registry file is written, unless the store is told otherwise. */
+const SAVE_EVERY_MS = 25;
+
 export class DeviceStore {
   private readonly devices = new Map<string, StoredDevice>();
   private saveScheduled = false;
   /** The last persistence failure, for diagnostics; writes are retried on the next change. */
   lastSaveError: Error | undefined;
 
-  constructor(private readonly dataFile?: string) {}
+  constructor(
+    private readonly dataFile?: string,
+    private readonly saveEveryMs = SAVE_EVERY_MS,
+  ) {}
 
   /** Reads the data file (if any). A corrupt file is an error: starting empty would lose the registry. */
   load(): void {
@@ -314,12 +320,17 @@ export class DeviceStore {
   }
 
   /** Coalesces writes: many changes in one tick cost one file write. */
+  /**
+   * Changes are written at most once per `saveEveryMs`: a device reporting properties hundreds of times a second
+   * would otherwise rewrite the whole registry file (and rename it) as often, which then bounds the hub's
+   * answers; close() writes what is pending.
+   */
   private changed(): void {
     if (!this.dataFile || this.saveScheduled) return;
     this.saveScheduled = true;
-    setImmediate(() => {
+    setTimeout(() => {
       if (this.saveScheduled) this.flush();
-    });
+    }, this.saveEveryMs).unref();
   }
 }
 
