@@ -191,6 +191,33 @@ describe("outbox bounds", () => {
   );
 
   it(
+    "on disk, reopened under a smaller byte bound, the oldest give way until the rest fits exactly",
+    withDir(async (dir) => {
+      const file = join(dir, "outbox.log");
+      let log = new OutboxLog(file);
+      let outbox = pump({ log, readAhead: 0 });
+      for (let i = 0; i < 10; i++) assert.equal(await outbox.enqueue(message(`m${i}`)), "stored");
+      log.close();
+      const each = messageBytes(message("m0"));
+      log = new OutboxLog(file);
+      const drops: TelemetryDrop[] = [];
+      // Exactly four messages' bytes: four stay (the bound is inclusive), six give way.
+      outbox = pump({ log, maxBytes: 4 * each }, drops);
+      assert.equal(outbox.size, 4);
+      assert.equal(outbox.bytes, 4 * each);
+      assert.deepEqual(
+        drops.map((d) => d.messageId),
+        ["m0", "m1", "m2", "m3", "m4", "m5"],
+      );
+      const sent: string[] = [];
+      outbox.attach(acceptingLink(sent));
+      await until(() => outbox.size === 0);
+      assert.deepEqual(sent, ["m6", "m7", "m8", "m9"]);
+      log.close();
+    }),
+  );
+
+  it(
     "on disk, 200,000 messages survive a restart and are delivered in order with only the window in memory",
     withDir(async (dir) => {
       const count = 200_000;
