@@ -165,55 +165,50 @@ describe("outbox bounds", () => {
     }),
   );
 
+  /** Ten messages kept on disk, then the log reopened under `bounds`: what is left is delivered, in order. */
+  async function reopenedUnder(
+    dir: string,
+    bounds: Partial<TelemetryPumpOptions>,
+  ): Promise<{
+    outbox: TelemetryPump;
+    drops: string[];
+    sent: string[];
+  }> {
+    const file = join(dir, "outbox.log");
+    let log = new OutboxLog(file);
+    let outbox = pump({ log, readAhead: 0 });
+    for (let i = 0; i < 10; i++) assert.equal(await outbox.enqueue(message(`m${i}`)), "stored");
+    log.close();
+    log = new OutboxLog(file);
+    const drops: TelemetryDrop[] = [];
+    outbox = pump({ log, ...bounds }, drops);
+    const size = outbox.size;
+    const sent: string[] = [];
+    outbox.attach(acceptingLink(sent));
+    await until(() => outbox.size === 0);
+    log.close();
+    assert.equal(sent.length, size);
+    return { outbox, drops: drops.map((d) => d.messageId), sent };
+  }
+
   it(
     "on disk, reopened under a smaller bound, the oldest give way, counted and reported",
     withDir(async (dir) => {
-      const file = join(dir, "outbox.log");
-      let log = new OutboxLog(file);
-      let outbox = pump({ log, readAhead: 0 });
-      for (let i = 0; i < 10; i++) assert.equal(await outbox.enqueue(message(`m${i}`)), "stored");
-      log.close();
-      log = new OutboxLog(file);
-      const drops: TelemetryDrop[] = [];
-      outbox = pump({ log, maxMessages: 4 }, drops);
-      assert.equal(outbox.size, 4);
+      const { outbox, drops, sent } = await reopenedUnder(dir, { maxMessages: 4 });
       assert.equal(outbox.droppedCount, 6);
-      assert.deepEqual(
-        drops.map((d) => d.messageId),
-        ["m0", "m1", "m2", "m3", "m4", "m5"],
-      );
-      const sent: string[] = [];
-      outbox.attach(acceptingLink(sent));
-      await until(() => outbox.size === 0);
+      assert.deepEqual(drops, ["m0", "m1", "m2", "m3", "m4", "m5"]);
       assert.deepEqual(sent, ["m6", "m7", "m8", "m9"]);
-      log.close();
     }),
   );
 
   it(
     "on disk, reopened under a smaller byte bound, the oldest give way until the rest fits exactly",
     withDir(async (dir) => {
-      const file = join(dir, "outbox.log");
-      let log = new OutboxLog(file);
-      let outbox = pump({ log, readAhead: 0 });
-      for (let i = 0; i < 10; i++) assert.equal(await outbox.enqueue(message(`m${i}`)), "stored");
-      log.close();
-      const each = messageBytes(message("m0"));
-      log = new OutboxLog(file);
-      const drops: TelemetryDrop[] = [];
       // Exactly four messages' bytes: four stay (the bound is inclusive), six give way.
-      outbox = pump({ log, maxBytes: 4 * each }, drops);
-      assert.equal(outbox.size, 4);
-      assert.equal(outbox.bytes, 4 * each);
-      assert.deepEqual(
-        drops.map((d) => d.messageId),
-        ["m0", "m1", "m2", "m3", "m4", "m5"],
-      );
-      const sent: string[] = [];
-      outbox.attach(acceptingLink(sent));
-      await until(() => outbox.size === 0);
+      const { outbox, drops, sent } = await reopenedUnder(dir, { maxBytes: 4 * messageBytes(message("m0")) });
+      assert.equal(outbox.droppedCount, 6);
+      assert.deepEqual(drops, ["m0", "m1", "m2", "m3", "m4", "m5"]);
       assert.deepEqual(sent, ["m6", "m7", "m8", "m9"]);
-      log.close();
     }),
   );
 
