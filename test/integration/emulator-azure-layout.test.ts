@@ -5,11 +5,10 @@
 // the hub's 443, which serves the service API too), and the service SDKs (in a child process trusting the CA).
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Client, Message } from "azure-iot-device";
 import { Amqp as HubAmqp } from "azure-iot-device-amqp";
 import { Http as HubHttp } from "azure-iot-device-http";
@@ -19,11 +18,11 @@ import { Http } from "azure-iot-provisioning-device-http";
 import { SymmetricKeySecurityClient } from "azure-iot-security-symmetric-key";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
 import { withTimeout } from "../support/emulator-fixture.js";
+import { runServiceSdk } from "../support/service-sdk-child.js";
 
 /** Addresses no other test file uses: DPS + service API on one, the hub on the other. */
 const HOST = "127.0.0.82";
 const HUB_HOST = "127.0.0.83";
-const ROOT = resolve(__dirname, "../..");
 const { Http: HttpBase } = createRequire(require.resolve("azure-iot-provisioning-device-http"))(
   "azure-iot-http-base",
 ) as typeof import("azure-iot-http-base");
@@ -52,33 +51,7 @@ describe("Azure's layout: DPS and the service API on one 443, the hub on an addr
   let provisioned: { deviceId: string; key: string } | undefined;
 
   function runSdk(arg: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const child = spawn(process.execPath, ["-e", SDK_SCRIPT], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        NODE_EXTRA_CA_CERTS: emulator?.caFile ?? "",
-        SDK_ARG: JSON.stringify(arg),
-        DPS_CS: emulator?.connectionStrings.dpsService ?? "",
-        HUB_CS: emulator?.connectionStrings.hubService ?? "",
-      },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    return withTimeout(
-      new Promise<Record<string, unknown>>((resolvePromise, reject) => {
-        child.once("exit", () => {
-          try {
-            resolvePromise(JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Record<string, unknown>);
-          } catch {
-            reject(new Error(`no result from the SDK child; stderr: ${stderr}`));
-          }
-        });
-      }),
-      `service SDK ${String(arg.op)}`,
-    ).finally(() => child.kill("SIGKILL"));
+    return runServiceSdk(SDK_SCRIPT, emulator, arg, String(arg.op));
   }
 
   before(async () => {

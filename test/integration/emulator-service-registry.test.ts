@@ -6,10 +6,9 @@
 // in a child process that trusts its CA through NODE_EXTRA_CA_CERTS.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Client, Twin } from "azure-iot-device";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
 import {
@@ -18,11 +17,11 @@ import {
   provisionSymmetricKeyDevice,
   withTimeout,
 } from "../support/emulator-fixture.js";
+import { runServiceSdk } from "../support/service-sdk-child.js";
 import { createTestPki } from "../support/test-certs.js";
 
 /** A loopback address of its own (not used by other test files), so 443 is free for this file. */
 const HOST = "127.0.0.79";
-const ROOT = resolve(__dirname, "../..");
 
 /** Runs one service SDK scenario in a child process; its stdout is one JSON line. */
 const SDK_SCRIPT = `
@@ -87,35 +86,7 @@ describe("official service SDKs on registry and twin details (port 443)", () => 
   const devices: Client[] = [];
 
   function runSdk(op: string, arg: unknown): Promise<Record<string, unknown>> {
-    const child = spawn(process.execPath, ["-e", SDK_SCRIPT], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        NODE_EXTRA_CA_CERTS: emulator?.caFile ?? "",
-        SDK_OP: op,
-        SDK_ARG: JSON.stringify(arg),
-        DPS_CS: emulator?.connectionStrings.dpsService ?? "",
-        HUB_CS: emulator?.connectionStrings.hubService ?? "",
-      },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    return withTimeout(
-      new Promise<Record<string, unknown>>((resolvePromise, reject) => {
-        child.once("exit", () => {
-          try {
-            const out = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Record<string, unknown>;
-            resolvePromise(out);
-          } catch {
-            reject(new Error(`no result from the SDK child (${op}); stderr: ${stderr}`));
-          }
-        });
-      }),
-      `service SDK ${op}`,
-    ).finally(() => child.kill("SIGKILL"));
+    return runServiceSdk(SDK_SCRIPT, emulator, arg, op, { SDK_OP: op });
   }
 
   async function sdk(op: string, arg: unknown): Promise<Record<string, unknown>> {

@@ -5,17 +5,16 @@
 // that trusts the emulator's CA through NODE_EXTRA_CA_CERTS; verification is never turned off.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Client, type Twin } from "azure-iot-device";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
 import { hubClientFor, provisionGroupDevice, withTimeout } from "../support/emulator-fixture.js";
+import { runServiceSdk } from "../support/service-sdk-child.js";
 
 /** A loopback address of its own, so other tests' listeners on 127.0.0.1 cannot collide with 443/5671. */
 const HOST = "127.0.0.77";
-const ROOT = resolve(__dirname, "../..");
 
 /** Runs one service SDK operation in a child process; its stdout is one JSON line. */
 const SDK_SCRIPT = `
@@ -64,34 +63,7 @@ describe("official service SDK clients against the emulator (port 443)", () => {
   let device: Client | undefined;
 
   function runSdk(op: string, arg: unknown): Promise<Record<string, unknown>> {
-    const child = spawn(process.execPath, ["-e", SDK_SCRIPT], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        NODE_EXTRA_CA_CERTS: emulator?.caFile ?? "",
-        SDK_OP: op,
-        SDK_ARG: JSON.stringify(arg),
-        DPS_CS: emulator?.connectionStrings.dpsService ?? "",
-        HUB_CS: emulator?.connectionStrings.hubService ?? "",
-      },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    return withTimeout(
-      new Promise<Record<string, unknown>>((resolvePromise, reject) => {
-        child.once("exit", () => {
-          try {
-            resolvePromise(JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Record<string, unknown>);
-          } catch {
-            reject(new Error(`no result from the SDK child (${op}); stderr: ${stderr}`));
-          }
-        });
-      }),
-      `service SDK ${op}`,
-    ).finally(() => child.kill("SIGKILL"));
+    return runServiceSdk(SDK_SCRIPT, emulator, arg, op, { SDK_OP: op });
   }
 
   before(async () => {
