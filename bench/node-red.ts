@@ -1,6 +1,7 @@
 // Telemetry through a Node-RED flow (inject into the telemetry node, counted at its output) on the test
 // helper's runtime with its call-recording spies taken off, against the same emulator as the DeviceSession figures.
 import { randomBytes } from "node:crypto";
+import { symmetricKeyDeviceFlow } from "../test/support/device-flow.js";
 import { getNode, helper, loadFlow, startServer, stopServer } from "../test/support/node-red.js";
 import { samplePayload, type BenchWorld } from "./telemetry.js";
 
@@ -53,41 +54,13 @@ export async function connectedFlow(world: BenchWorld, window: number): Promise<
     attestation: { type: "symmetricKey", symmetricKey: { primaryKey: key, secondaryKey: key } },
   });
   await startServer();
-  await loadFlow(
-    [
-      { id: "tab", type: "tab" },
-      {
-        id: "dps-config",
-        type: "provisio-azure-dps",
-        globalEndpoint: world.emulator.endpoints.dps.amqp,
-        idScope: world.emulator.idScope,
-        transport: "amqp",
-        caSource: "text",
-      },
-      {
-        id: "device",
-        type: "provisio-azure-device",
-        dps: "dps-config",
-        attestation: "symmetricKey",
-        registrationId,
-        outboxLimit: 1_000_000,
-        outboxOverflow: "reject-new",
-        telemetryWindow: window,
-      },
-      {
-        id: "provision",
-        type: "provisio-azure-provision",
-        z: "tab",
-        device: "device",
-        connectOnDeploy: true,
-        wires: [["states"]],
-      },
-      { id: "states", type: "helper", z: "tab" },
-      { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [["sent"]] },
-      { id: "sent", type: "helper", z: "tab" },
-    ],
-    { "dps-config": { caPem: world.emulator.caPem }, device: { symmetricKey: key } },
-  );
+  const { flow, credentials } = symmetricKeyDeviceFlow(world.emulator, {
+    registrationId,
+    key,
+    device: { outboxLimit: 1_000_000, outboxOverflow: "reject-new", telemetryWindow: window },
+    catcher: false,
+  });
+  await loadFlow(flow, credentials);
   // The test helper wraps every Node method in a sinon spy that records each call for assertions; a
   // Node-RED runtime has none of that, and the records grow with every message: take them off.
   unwrapTestHelperSpies(["provision", "states", "telemetry", "sent"]);

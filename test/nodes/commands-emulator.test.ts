@@ -18,6 +18,7 @@ import {
   stopServer,
   type FlowNode,
 } from "../support/node-red.js";
+import { symmetricKeyDeviceFlow } from "../support/device-flow.js";
 
 /** The hub transports a device configuration can choose; each one runs every test below. */
 const HUB_TRANSPORTS = ["amqp", "amqp-ws", "mqtt", "mqtt-ws"] as const;
@@ -125,39 +126,13 @@ for (const hubTransport of HUB_TRANSPORTS) {
         registrationId: deviceId,
         attestation: { type: "symmetricKey", symmetricKey: { primaryKey: key } },
       });
-      const flow: FlowNode[] = [
-        { id: "tab", type: "tab" },
-        {
-          id: "dps-config",
-          type: "provisio-azure-dps",
-          globalEndpoint: emulator.endpoints.dps.amqp,
-          idScope: emulator.idScope,
-          transport: "amqp",
-          caSource: "text",
-        },
-        {
-          id: "device",
-          type: "provisio-azure-device",
-          dps: "dps-config",
-          attestation: "symmetricKey",
-          registrationId: deviceId,
-          outboxStorage: "memory",
-          hubTransport,
-        },
-        {
-          id: "provision",
-          type: "provisio-azure-provision",
-          z: "tab",
-          device: "device",
-          connectOnDeploy: true,
-          wires: [["states"]],
-        },
-        { id: "states", type: "helper", z: "tab" },
-        { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
-        { id: "caught", type: "helper", z: "tab" },
-        ...nodes,
-      ];
-      const credentials = { "dps-config": { caPem: emulator.caPem }, device: { symmetricKey: key } };
+      const { flow, credentials } = symmetricKeyDeviceFlow(emulator, {
+        registrationId: deviceId,
+        key,
+        device: { outboxStorage: "memory", hubTransport },
+        telemetry: false,
+        extra: nodes,
+      });
       await loadFlow(flow, credentials);
       await messageMatching<Msg>("states", (m) => m.payload === "connected", 30_000);
       return { deviceId, flow, credentials };

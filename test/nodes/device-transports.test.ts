@@ -18,6 +18,7 @@ import {
   stopServer,
   type FlowNode,
 } from "../support/node-red.js";
+import { dpsConfigNode, flowAround } from "../support/device-flow.js";
 import { establishedPortsTo } from "../support/tcp-connections.js";
 import { createTestPki } from "../support/test-certs.js";
 
@@ -30,32 +31,16 @@ interface StateMessage {
 }
 
 function flowWith(device: Record<string, unknown>, extra: FlowNode[] = []): FlowNode[] {
-  return [
-    { id: "tab", type: "tab" },
-    {
-      id: "device",
-      type: "provisio-azure-device",
-      outboxLimit: 100,
-      outboxOverflow: "drop-oldest",
-      outboxStorage: "memory",
-      maxRetryDelay: 1,
-      ...device,
-    },
-    {
-      id: "provision",
-      type: "provisio-azure-provision",
-      z: "tab",
-      device: "device",
-      connectOnDeploy: true,
-      wires: [["states"]],
-    },
-    { id: "states", type: "helper", z: "tab" },
-    { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [["sent"]] },
-    { id: "sent", type: "helper", z: "tab" },
-    { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
-    { id: "caught", type: "helper", z: "tab" },
-    ...extra,
-  ];
+  const node: FlowNode = {
+    id: "device",
+    type: "provisio-azure-device",
+    outboxLimit: 100,
+    outboxOverflow: "drop-oldest",
+    outboxStorage: "memory",
+    maxRetryDelay: 1,
+    ...device,
+  };
+  return flowAround(node, { extra });
 }
 
 const state = (name: string) => messageMatching<StateMessage>("states", (m) => m.payload === name, 30_000);
@@ -118,14 +103,7 @@ describe("device config node: hub transport and identity without DPS", () => {
     });
     await loadFlow(
       flowWith({ dps: "dps-config", attestation: "symmetricKey", registrationId, hubTransport: "mqtt-ws" }, [
-        {
-          id: "dps-config",
-          type: "provisio-azure-dps",
-          globalEndpoint: emulator.endpoints.dps.amqp,
-          idScope: emulator.idScope,
-          transport: "amqp",
-          caSource: "text",
-        },
+        dpsConfigNode(emulator),
       ]),
       { "dps-config": { caPem: emulator.caPem }, device: { symmetricKey: key } },
     );

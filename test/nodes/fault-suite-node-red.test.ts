@@ -9,49 +9,12 @@ import {
   type DeviceUnderTest,
 } from "../support/fault-harness.js";
 import { FAULTS, runFault } from "../support/fault-scenarios.js";
-import { getNode, helper, loadFlow, startServer, stopServer, type FlowNode } from "../support/node-red.js";
+import { symmetricKeyDeviceFlow } from "../support/device-flow.js";
+import { getNode, helper, loadFlow, startServer, stopServer } from "../support/node-red.js";
 
 interface Outcome {
   resolve(): void;
   reject(error: Error): void;
-}
-
-function flowFor(world: FaultWorld, registrationId: string): FlowNode[] {
-  return [
-    { id: "tab", type: "tab" },
-    {
-      id: "dps-config",
-      type: "provisio-azure-dps",
-      globalEndpoint: world.emulator.endpoints.dps.amqp,
-      idScope: world.emulator.idScope,
-      transport: "amqp",
-      caSource: "text",
-    },
-    {
-      id: "device",
-      type: "provisio-azure-device",
-      dps: "dps-config",
-      attestation: "symmetricKey",
-      registrationId,
-      outboxLimit: 10_000,
-      outboxOverflow: "reject-new",
-      ackTimeout: SUITE_ACK_TIMEOUT_MS / 1000,
-      maxRetryDelay: SUITE_BACKOFF.maxDelayMs / 1000,
-    },
-    {
-      id: "provision",
-      type: "provisio-azure-provision",
-      z: "tab",
-      device: "device",
-      connectOnDeploy: true,
-      wires: [["states"]],
-    },
-    { id: "states", type: "helper", z: "tab" },
-    { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [["sent"]] },
-    { id: "sent", type: "helper", z: "tab" },
-    { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
-    { id: "caught", type: "helper", z: "tab" },
-  ];
 }
 
 /** The deployed flow as a device under test: messages in at the telemetry node, outcomes from its output and Catch. */
@@ -109,11 +72,17 @@ describe("fault suite: a Node-RED flow against the emulator", () => {
   FAULTS.forEach((fault, index) => {
     it(fault.name, async (t) => {
       const registrationId = `fault-flow-${index + 1}`;
-      const key = world.enroll(registrationId);
-      await loadFlow(flowFor(world, registrationId), {
-        "dps-config": { caPem: world.emulator.caPem },
-        device: { symmetricKey: key },
+      const { flow, credentials } = symmetricKeyDeviceFlow(world.emulator, {
+        registrationId,
+        key: world.enroll(registrationId),
+        device: {
+          outboxLimit: 10_000,
+          outboxOverflow: "reject-new",
+          ackTimeout: SUITE_ACK_TIMEOUT_MS / 1000,
+          maxRetryDelay: SUITE_BACKOFF.maxDelayMs / 1000,
+        },
       });
+      await loadFlow(flow, credentials);
       // DPS and the hub take far longer than this turn of the event loop: the first "connected" is still ahead.
       await new Promise<void>((resolve) => {
         (getNode("states") as unknown as NodeJS.EventEmitter).on("input", (msg: { payload?: unknown }) => {

@@ -17,6 +17,7 @@ import {
   stopServer,
   type FlowNode,
 } from "../support/node-red.js";
+import { dpsConfigNode, flowAround } from "../support/device-flow.js";
 import { startTestTpm, type TestTpm } from "../support/swtpm.js";
 import { createTestPki } from "../support/test-certs.js";
 
@@ -26,28 +27,7 @@ interface StateMessage {
 }
 
 function deviceFlow(emulator: Emulator, device: FlowNode): FlowNode[] {
-  return [
-    { id: "tab", type: "tab" },
-    {
-      id: "dps-config",
-      type: "provisio-azure-dps",
-      globalEndpoint: emulator.endpoints.dps.amqp,
-      idScope: emulator.idScope,
-      transport: "amqp",
-      caSource: "text",
-    },
-    { outboxLimit: 100, outboxOverflow: "drop-oldest", dps: "dps-config", ...device },
-    {
-      id: "provision",
-      type: "provisio-azure-provision",
-      z: "tab",
-      device: device.id,
-      connectOnDeploy: true,
-      wires: [["states"]],
-    },
-    { id: "states", type: "helper", z: "tab" },
-    { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: device.id, wires: [["sent"]] },
-    { id: "sent", type: "helper", z: "tab" },
+  const twinNodes: FlowNode[] = [
     {
       id: "twin-in",
       type: "provisio-azure-twin-in",
@@ -65,8 +45,15 @@ function deviceFlow(emulator: Emulator, device: FlowNode): FlowNode[] {
       wires: [["reported"]],
     },
     { id: "reported", type: "helper", z: "tab" },
-    { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
-    { id: "caught", type: "helper", z: "tab" },
+  ];
+  return [
+    ...flowAround(
+      { outboxLimit: 100, outboxOverflow: "drop-oldest", dps: "dps-config", ...device },
+      {
+        extra: twinNodes,
+      },
+    ),
+    dpsConfigNode(emulator),
   ];
 }
 
