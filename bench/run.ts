@@ -186,6 +186,14 @@ async function telemetryFigures(): Promise<Figure[]> {
       rows["raw.window"],
     ),
     figure(
+      `telemetry, ${WINDOW} callers, outbox on disk`,
+      "msg/s",
+      "higher",
+      rows["disk.window"],
+      `${sdk}, 1 at a time`,
+      rows["raw.sequential"],
+    ),
+    figure(
       "telemetry through Node-RED, all at once",
       "msg/s",
       "higher",
