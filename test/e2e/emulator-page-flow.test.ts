@@ -1,7 +1,8 @@
 // The emulator page against a real Node-RED with our package: a flow answers direct methods (method ->
 // function -> method response) and takes cloud-to-device messages (c2d in -> debug). In Chromium, a method
 // invoked on the emulator page shows the flow's answer, and a C2D message sent there shows as completed on
-// the page and arrives in the editor's debug sidebar. Screenshots: test-artifacts/e2e-emulator-page-flow/.
+// the page and arrives in the editor's debug sidebar; the three nodes' edit dialogs open with the flow's settings
+// and their help. Screenshots: test-artifacts/e2e-emulator-page-flow/.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -281,6 +282,39 @@ describe(
       });
       assert.deepEqual(invalid, []);
     });
+
+    // The editor e2e opens the demo's dialogs; these three node types are not in the demo, so here.
+    for (const [id, field, shows, helpPhrase] of [
+      ["e2e-method", "#node-input-methods", "setRecipe", "Receives direct-method calls"],
+      ["e2e-method-response", "#node-input-statusCode", "200", "Answers the direct-method call"],
+      ["e2e-c2d-in", "#node-input-settle", "auto", "Receives the device's cloud-to-device messages"],
+    ]) {
+      it(`the ${id.slice(4)} edit dialog opens with the flow's device and settings, and its help shows`, async () => {
+        await editor.bringToFront();
+        await editor
+          .locator(`#red-ui-workspace-chart g.red-ui-flow-node-group[id="${id}"] rect.red-ui-flow-node`)
+          .dblclick();
+        const tray = editor.locator(".red-ui-tray").last();
+        await editor.locator(field).waitFor({ state: "visible" });
+        assert.equal(await editor.locator(field).inputValue(), shows, `${field} of ${id}`);
+        const device = await editor
+          .locator("#node-input-device")
+          .evaluate((element) =>
+            element instanceof HTMLSelectElement
+              ? (element.selectedOptions[0]?.textContent ?? "").trim()
+              : "",
+          );
+        assert.equal(device, "flow gateway");
+        await tray.locator(".red-ui-tray-footer-left button:has(i.fa-book)").click();
+        await editor
+          .locator(".red-ui-sidebar-help-stack .red-ui-help", { hasText: helpPhrase })
+          .last()
+          .waitFor({ state: "visible" });
+        await saveScreenshot(editor, artifactsDir, `5-dialog-${id.slice(4)}`);
+        await editor.locator("#node-dialog-cancel").click();
+        await editor.locator(".red-ui-tray").waitFor({ state: "detached" });
+      });
+    }
 
     it("neither page raised script errors", () => {
       assert.deepEqual(scriptErrors, []);
