@@ -17,6 +17,7 @@ const mutate = [
   "src/emulator/dps/registration-service.ts",
   "src/emulator/hub/cbs-token-check.ts",
   "src/emulator/hub/link-authorization.ts",
+  "src/emulator/hub/device-credentials.ts",
   "src/nodes/azure-iot-telemetry.ts",
   "src/nodes/shared/messages.ts",
   "src/nodes/shared/telemetry-options.ts",
