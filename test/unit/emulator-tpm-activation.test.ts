@@ -31,6 +31,7 @@ interface AreaFields {
   exponent?: number;
   /** Bytes after the unique field, inside the area. */
   trailing?: Buffer;
+  modulus?: Buffer;
 }
 
 /** TPMT_PUBLIC of an RSA key (TPM 2.0 Part 2 §12.2.4), by default a storage key like the EK and SRK. */
@@ -47,7 +48,7 @@ function publicArea(fields: AreaFields = {}): Buffer {
   writer
     .u16(2048)
     .u32(fields.exponent ?? 0)
-    .sized(MODULUS)
+    .sized(fields.modulus ?? MODULUS)
     .bytes(fields.trailing ?? Buffer.alloc(0));
   return writer.toBuffer();
 }
@@ -191,6 +192,19 @@ describe("activation blob", () => {
     const withUri = parseActivationBlob(buildActivationBlob(ek, srk, key, { uri })).encryptedUri;
     assert.equal(withUri.length, Buffer.byteLength(uri, "utf8"));
     assert.notDeepEqual(withUri, Buffer.from(uri, "utf8"), "not in the clear");
+  });
+
+  it("refuses an EK or SRK too small to carry its seed as a bad key, naming the seed", () => {
+    const { publicKey: small } = generateKeyPairSync("rsa", { modulusLength: 512 });
+    const tiny = tpm2b(publicArea({ modulus: Buffer.from(small.export({ format: "jwk" }).n!, "base64url") }));
+    assert.throws(
+      () => buildActivationBlob(tiny, srk, Buffer.alloc(32)),
+      refusedWith("the RSA key is too small to carry the IDENTITY seed"),
+    );
+    assert.throws(
+      () => buildActivationBlob(ek, tiny, Buffer.alloc(32)),
+      refusedWith("the RSA key is too small to carry the DUPLICATE seed"),
+    );
   });
 
   it("refuses an EK or SRK that is not a storage key", () => {
