@@ -825,7 +825,13 @@ describe("DPS registration service: assignment", () => {
       const identity = await skIdentity(context.service, "sk-1", keys.primaryKey);
       await provision(context.service, identity);
       context.devices.updateTwin(HUB_A, "old-id", { tags: { kept: 1 } });
+      const version = context.devices.twinDocument(HUB_A, "old-id")!.version;
       const same = await provision(context.service, identity);
+      assert.equal(
+        context.devices.twinDocument(HUB_A, "old-id")!.version,
+        version,
+        "the twin is not rewritten",
+      );
       assert.equal(same.substatus, "deviceDataMigrated");
       assert.deepEqual(context.deleted, [], "the same hub and id: nothing moves");
       assert.deepEqual(context.devices.twinDocument(HUB_A, "old-id")!.tags, { kept: 1 });
@@ -990,6 +996,45 @@ describe("DPS registration service: assignment", () => {
       assert.equal(context.devices.get(HUB_A, "sk-1"), undefined);
     });
 
+    it("seeds the initial twin on first assignment even over a device the hub already has", async () => {
+      const context = setup();
+      context.devices.upsert(
+        {
+          hubHostName: HUB_A,
+          deviceId: "sk-1",
+          status: "enabled",
+          authentication: { type: "sas", symmetricKey: { primaryKey: key() } },
+        },
+        { tags: { before: true } },
+      );
+      const keys = context.store.putIndividualEnrollment(
+        skEnrollment("sk-1", { initialTwin: { tags: { seeded: true } } }),
+      ).attestation.symmetricKey!;
+      await provision(context.service, await skIdentity(context.service, "sk-1", keys.primaryKey));
+      assert.deepEqual(context.devices.twinDocument(HUB_A, "sk-1")!.tags, { seeded: true });
+    });
+
+    it("records a group member's failed registration under its group, an individual one under none", async () => {
+      const context = setup({}, [{ hostName: HUB_A, applyAllocationPolicy: false }]);
+      const group = context.store.putEnrollmentGroup({
+        enrollmentGroupId: "sk-group",
+        attestation: { type: "symmetricKey", symmetricKey: { primaryKey: key(), secondaryKey: key() } },
+      });
+      const member = await skIdentity(
+        context.service,
+        "member-1",
+        deriveDeviceKey(group.attestation.symmetricKey!.primaryKey, "member-1"),
+      );
+      assert.equal((await provision(context.service, member)).status, "failed");
+      assert.equal(context.store.getRegistrationGroupId("member-1"), "sk-group");
+      const keys = context.store.putIndividualEnrollment(skEnrollment("sk-1")).attestation.symmetricKey!;
+      assert.equal(
+        (await provision(context.service, await skIdentity(context.service, "sk-1", keys.primaryKey))).status,
+        "failed",
+      );
+      assert.equal(context.store.getRegistrationGroupId("sk-1"), undefined);
+    });
+
     it("leaves a working assignment in place when a re-registration fails", async () => {
       const context = setup({}, [{ hostName: HUB_A }, { hostName: HUB_B, applyAllocationPolicy: false }]);
       const enrollment = context.store.putIndividualEnrollment(skEnrollment("sk-1"));
@@ -1079,6 +1124,15 @@ describe("DPS registration service: assignment", () => {
         symmetricKey: {},
       });
       assert.deepEqual(devices.twinDocument(HUB_A, "sk-1")!.tags, { by: "webhook" }, "migrated");
+    });
+
+    it("seeds the enrollment's initial twin when the webhook gives none", async () => {
+      answer = () => ({ status: 200, body: { iotHubHostName: HUB_A } });
+      const { service, identity, devices } = await customEnrolled({
+        initialTwin: { tags: { by: "enrollment" } },
+      });
+      await provision(service, identity);
+      assert.deepEqual(devices.twinDocument(HUB_A, "sk-1")!.tags, { by: "enrollment" });
     });
 
     it("gives the device the webhook's payload, not its own, even when asked to echo", async () => {
