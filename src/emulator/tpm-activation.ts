@@ -125,15 +125,20 @@ function digestSize(hashAlg: number): number {
 
 /** The seed, RSA-OAEP encrypted to the protector with the label "IDENTITY" or "DUPLICATE" (Part 1 Annex B.10.3). */
 function encryptSeed(protector: RsaStoragePublic, label: string, seed: Buffer): Buffer {
-  return publicEncrypt(
-    {
-      key: protector.key,
-      padding: constants.RSA_PKCS1_OAEP_PADDING,
-      oaepHash: hashName(protector.nameAlg),
-      oaepLabel: Buffer.from(`${label}\0`, "latin1"),
-    },
-    seed,
-  );
+  try {
+    return publicEncrypt(
+      {
+        key: protector.key,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: hashName(protector.nameAlg),
+        oaepLabel: Buffer.from(`${label}\0`, "latin1"),
+      },
+      seed,
+    );
+  } catch {
+    // A key the device sends (the SRK) may be too small for OAEP: that is bad input, not a failure of DPS.
+    throw new InvalidTpmPublicError(`the RSA key is too small to carry the ${label} seed`);
+  }
 }
 
 /** Outer wrapper with a protector (the EK for a credential, the SRK for a duplicate): integrity || encrypted. */

@@ -41,18 +41,14 @@ export class LinkAuthorizer {
       if (existing.method === "x509" || (existing.expiresAtMs ?? 0) > Date.now()) return existing;
       return undefined;
     }
+    // Otherwise the client certificate: the registered device it stands for (thumbprint, or CA chain with
+    // CN == deviceId).
     if (!state.peer) return undefined;
-    const device = this.x509Device(state, deviceId);
+    const device = matchX509Device(this.store, this.hostNames, state.peer, deviceId, state.openHostName);
     if (!device) return undefined;
     const authorization: Authorization = { hubHostName: device.hubHostName, deviceId, method: "x509" };
     this.connections.grant(state, authorization);
     return authorization;
-  }
-
-  /** The registered device a client certificate stands for (thumbprint, or CA chain with CN == deviceId). */
-  private x509Device(state: ConnectionState, deviceId: string): HubDeviceRecord | undefined {
-    if (!state.peer) return undefined;
-    return matchX509Device(this.store, this.hostNames, state.peer, deviceId, state.openHostName);
   }
 }
 
