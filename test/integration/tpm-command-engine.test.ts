@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { CommandEngine } from "../../src/tpm/command-engine.js";
-import { TPM_CC } from "../../src/tpm/constants.js";
+import { TpmCommands } from "../../src/tpm/commands.js";
+import { TPM_CAP_TPM_PROPERTIES, TPM_CC, TPM_PT_INPUT_BUFFER } from "../../src/tpm/constants.js";
 import { TpmError } from "../../src/tpm/errors.js";
 import { TpmWriter } from "../../src/tpm/marshal.js";
 import { commandCodeOf, startTpmFaultFront, type TpmFaultFront } from "../support/tpm-fault-front.js";
@@ -22,6 +23,19 @@ const getRandom = (engine: CommandEngine): Promise<Buffer> =>
     });
     return parameters.sized();
   });
+
+/** A GetCapability response listing TPM properties: moreData 0, TPM_CAP_TPM_PROPERTIES, (tag, value) pairs. */
+function capabilityResponse(properties: [number, number][]): Buffer {
+  const parameters = new TpmWriter().u8(0).u32(TPM_CAP_TPM_PROPERTIES).u32(properties.length);
+  for (const [tag, value] of properties) parameters.u32(tag).u32(value);
+  const body = parameters.toBuffer();
+  return new TpmWriter()
+    .u16(0x8001)
+    .u32(10 + body.length)
+    .u32(0)
+    .bytes(body)
+    .toBuffer();
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -118,6 +132,56 @@ describe("TPM command engine (swtpm behind a front end)", () => {
       await until(() => front.dataConnectionsOpen() === 0, "released when idle");
       await getRandom(engine);
       assert.equal(front.dataConnectionsOpened(), opened + 2, "reconnected for the next command");
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("reads one property out of a GetCapability answer, wherever the TPM lists it", async () => {
+    // the TPM may list properties around the one asked for: only the one with its tag counts
+    front.rule = (command) =>
+      commandCodeOf(command) === TPM_CC.GetCapability
+        ? capabilityResponse([
+            [TPM_PT_INPUT_BUFFER - 1, 5],
+            [TPM_PT_INPUT_BUFFER, 1536],
+          ])
+        : undefined;
+    const engine = new CommandEngine(front.connection);
+    try {
+      const value = await engine.exclusive(() => new TpmCommands(engine).getProperty(TPM_PT_INPUT_BUFFER));
+      assert.equal(value, 1536);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("says which property the TPM did not report", async () => {
+    front.rule = (command) =>
+      commandCodeOf(command) === TPM_CC.GetCapability
+        ? capabilityResponse([[TPM_PT_INPUT_BUFFER + 1, 7]])
+        : undefined;
+    const engine = new CommandEngine(front.connection);
+    try {
+      await assert.rejects(
+        engine.exclusive(() => new TpmCommands(engine).getProperty(TPM_PT_INPUT_BUFFER)),
+        (error: unknown) =>
+          error instanceof TpmError &&
+          error.code === "TPM_PROTOCOL" &&
+          error.message === "TPM did not report property 0x10d",
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("gets as many random bytes as asked for", async () => {
+    const engine = new CommandEngine(front.connection);
+    try {
+      const tpm = new TpmCommands(engine);
+      const [a, b] = await engine.exclusive(async () => [await tpm.getRandom(16), await tpm.getRandom(16)]);
+      assert.equal(a?.length, 16);
+      assert.notDeepEqual(a, b);
+      assert.deepEqual(front.commands.slice(-2), [TPM_CC.GetRandom, TPM_CC.GetRandom]);
     } finally {
       await engine.close();
     }
