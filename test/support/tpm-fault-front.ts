@@ -4,8 +4,9 @@
 import net from "node:net";
 import { SwtpmTransport } from "../../src/tpm/transport/swtpm.js";
 
-/** A response code for the command, a whole response to send instead, or undefined to forward it. */
-export type FaultRule = (command: Buffer) => number | Buffer | undefined;
+/** A response code for the command, a response to send instead (whole, or in pieces sent 20 ms apart), or
+ *  undefined to forward it. */
+export type FaultRule = (command: Buffer) => number | Buffer | Buffer[] | undefined;
 
 export interface TpmFaultFront {
   /** Where clients connect: a swtpm connection spec. */
@@ -88,7 +89,10 @@ export async function startTpmFaultFront(swtpm: {
               : typeof answer === "number"
                 ? bareResponse(answer)
                 : answer;
-          if (!socket.destroyed) socket.write(response);
+          for (const [i, piece] of (Array.isArray(response) ? response : [response]).entries()) {
+            if (i > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+            if (!socket.destroyed) socket.write(piece);
+          }
         }
       } finally {
         busy = false;
