@@ -110,7 +110,7 @@ describe("socket channel", () => {
       assert.equal(channel.usable, false);
       await until(() => server.open() === 0, "the timed-out connection closed");
       await assert.rejects(
-        channel.exchange(Buffer.from("c"), fourBytes, 200),
+        channel.exchange(Buffer.from("c"), fourBytes, 100),
         tpmError("TPM_TIMEOUT", "silent peer: no response within 200 ms"),
         "the first failure stays the channel's answer",
       );
@@ -299,7 +299,7 @@ describe("simulator (mssim) transport", () => {
     handshakeAck?: number;
     signalAck?: number;
     commandAck?: number;
-    /** Send each reply in two pieces, 20 ms apart: its first 2 bytes, then the rest. */
+    /** Send each reply in two pieces, 20 ms apart: its first 6 bytes (2 of a 4-byte reply), then the rest. */
     inPieces?: boolean;
   }) {
     const reply = (socket: net.Socket, bytes: Buffer): void => {
@@ -307,8 +307,9 @@ describe("simulator (mssim) transport", () => {
         socket.write(bytes);
         return;
       }
-      socket.write(bytes.subarray(0, 2));
-      setTimeout(() => socket.write(bytes.subarray(2)), 20);
+      const split = bytes.length > 6 ? 6 : 2; // a frame's length field, and a bit more, come first
+      socket.write(bytes.subarray(0, split));
+      setTimeout(() => socket.write(bytes.subarray(split)), 20);
     };
     const signals: number[] = [];
     for (let attempt = 0; attempt < 20; attempt++) {
