@@ -68,10 +68,15 @@ export class TpmAuthenticationProvider extends EventEmitter {
   getDeviceCredentials(callback?: Callback<TpmDeviceCredentials>): Promise<TpmDeviceCredentials> | void {
     this.stopped = false;
     const now = Math.floor(Date.now() / 1000);
-    const fresh =
-      this.credentials.sharedAccessSignature && this.expiry - now > this.lifetime.tokenRenewalMarginInSeconds
-        ? Promise.resolve({ ...this.credentials })
-        : this.renew();
+    const secondsToRenewal = this.expiry - now - this.lifetime.tokenRenewalMarginInSeconds;
+    let fresh: Promise<TpmDeviceCredentials>;
+    if (this.credentials.sharedAccessSignature && secondsToRenewal > 0) {
+      // after stop() (a reconnect) the token is still good, but its renewal was cancelled: schedule it again
+      if (!this.renewalTimer) this.scheduleRenewal(secondsToRenewal * 1000);
+      fresh = Promise.resolve({ ...this.credentials });
+    } else {
+      fresh = this.renew();
+    }
     if (!callback) return fresh;
     settle(fresh, callback);
   }

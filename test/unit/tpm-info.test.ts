@@ -37,4 +37,35 @@ describe("TPM info from fixed properties", () => {
     assert.equal(onlyFirst.firmwareVersion, "1.2");
     assert.deepEqual(onlyFirst.firmwareVersionRaw, { version1: "0x00010002" });
   });
+
+  it("keeps spaces inside a word and drops only trailing padding and unprintable bytes", () => {
+    assert.equal(propertyText(word("A B")), "A B");
+    assert.equal(propertyText(word("AB  ")), "AB");
+    assert.equal(propertyText(0x41014243), "ABC"); // "A", a control byte, "BC"
+  });
+
+  it("pads each vendor word to four characters and skips a word that was not reported", () => {
+    const info = tpmInfoOf(
+      new Map([
+        [TPM_PT_FIXED.VENDOR_STRING_1, word("SW")],
+        [TPM_PT_FIXED.VENDOR_STRING_2, word("TPM")],
+        [TPM_PT_FIXED.VENDOR_STRING_4, word("X")],
+      ]),
+    );
+    assert.equal(info.vendorString, "SW  TPM X");
+  });
+
+  it("reports the specification family and date, the date only when both parts are known", () => {
+    const info = tpmInfoOf(
+      new Map([
+        [TPM_PT_FIXED.FAMILY_INDICATOR, word("2.0")],
+        [TPM_PT_FIXED.YEAR, 2019],
+        [TPM_PT_FIXED.DAY_OF_YEAR, 137],
+      ]),
+    );
+    assert.equal(info.specFamily, "2.0");
+    assert.deepEqual(info.specDate, { year: 2019, dayOfYear: 137 });
+    assert.equal("specDate" in tpmInfoOf(new Map([[TPM_PT_FIXED.YEAR, 2019]])), false);
+    assert.equal("specDate" in tpmInfoOf(new Map([[TPM_PT_FIXED.DAY_OF_YEAR, 137]])), false);
+  });
 });
