@@ -841,6 +841,23 @@ describe("DPS registration service: assignment", () => {
       assert.deepEqual(context.deleted, [`${HUB_A}/old-id`]);
     });
 
+    it("moves a device whose id changed only in case: hub device ids are case-sensitive", async () => {
+      const context = setup();
+      const enrollment = context.store.putIndividualEnrollment(skEnrollment("sk-1", { deviceId: "Line-1" }));
+      const keys = enrollment.attestation.symmetricKey!;
+      await provision(context.service, await skIdentity(context.service, "sk-1", keys.primaryKey));
+      context.devices.updateTwin(HUB_A, "Line-1", { tags: { kept: 1 } });
+      context.store.putIndividualEnrollment({ ...enrollment, deviceId: "line-1" });
+      const result = await provision(
+        context.service,
+        await skIdentity(context.service, "sk-1", keys.primaryKey),
+      );
+      assert.equal(result.deviceId, "line-1");
+      assert.deepEqual(context.devices.twinDocument(HUB_A, "line-1")!.tags, { kept: 1 });
+      assert.deepEqual(context.deleted, [`${HUB_A}/Line-1`]);
+      assert.equal(context.devices.get(HUB_A, "Line-1"), undefined);
+    });
+
     it("never re-provisions when told so: the device stays on its hub, untouched", async () => {
       const { result, devices, deleted } = await moved({
         updateHubAssignment: false,

@@ -414,10 +414,10 @@ export class RegistrationService {
     // What happens to the device's twin: the initial twin on first assignment or on reset, the old twin
     // when migrating to another hub, untouched otherwise.
     const previousDeviceId = previous?.deviceId ?? deviceId;
+    // Hub host names compare without case (DNS), device ids with it (IoT Hub's device ids are case-sensitive).
     const moved =
       previousHub !== undefined &&
-      (previousHub.toLowerCase() !== hubHostName.toLowerCase() ||
-        previousDeviceId.toLowerCase() !== deviceId.toLowerCase());
+      (previousHub.toLowerCase() !== hubHostName.toLowerCase() || previousDeviceId !== deviceId);
     let substatus: RegistrationSubstatus = "initialAssignment";
     let twin: DpsTwinSeed | undefined;
     if (!previousHub) {
