@@ -136,7 +136,11 @@ describe("lifecycle runner", () => {
     assert.equal(stopping.state, "idle");
     assert.deepEqual(r2.states(), ["provisioning", "stopping", "idle"]);
     assert.equal(r2.entered[2].event.type, "stopped");
-    assert.equal(r2.failures[0].state, "stopping");
+    assert.deepEqual(
+      r2.failures.map((f) => f.state),
+      ["stopping"],
+      "a state without a phase (idle) is no failure",
+    );
 
     const r3 = recorder();
     const provisioning = new Lifecycle(
@@ -148,6 +152,37 @@ describe("lifecycle runner", () => {
     assert.equal(provisioning.state, "retrying");
     assert.equal(r3.entered[1].event.type, "retry");
     assert.equal(r3.entered[1].event.error, boom);
+  });
+
+  it("a phase overtaken by another event has no say, even with an event the new state takes", async () => {
+    const r = recorder();
+    const connecting = held();
+    const provisioning = held();
+    let provisionings = 0;
+    const lifecycle = new Lifecycle(
+      {
+        // The first registration is at once; the second (after reprovision) waits.
+        provisioning: (signal, enteredBy) =>
+          ++provisionings === 1
+            ? Promise.resolve({ type: "provisioned" })
+            : provisioning.phase(signal, enteredBy),
+        provisioned: () => Promise.resolve({ type: "connect" }),
+        connecting: connecting.phase,
+      },
+      r.hooks,
+    );
+    lifecycle.dispatch({ type: "start" });
+    await turn();
+    assert.equal(lifecycle.state, "connecting");
+    lifecycle.dispatch({ type: "reprovision" });
+    assert.equal(connecting.signals[0].aborted, true);
+    // "retry" is an event provisioning takes, but not from the connecting phase it overtook.
+    connecting.finish({ type: "retry", error: new Error("late") });
+    await turn();
+    assert.equal(lifecycle.state, "provisioning");
+    provisioning.finish({ type: "retry" });
+    await turn();
+    assert.equal(lifecycle.state, "retrying", "the running phase's own result still counts");
   });
 
   it("a phase that throws something not an Error at once reports it as an Error", async () => {
