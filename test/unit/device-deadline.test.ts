@@ -159,6 +159,20 @@ describe("settleWithin", () => {
     assert.equal(pendingTimers(), before);
   });
 
+  it("waits for the promise when it settles within the time", async () => {
+    let settled = false;
+    await settleWithin(
+      new Promise<void>((resolve) =>
+        setTimeout(() => {
+          settled = true;
+          resolve();
+        }, 20),
+      ),
+      60_000,
+    );
+    assert.equal(settled, true);
+  });
+
   it("gives up on a promise that never settles once the time is up", async () => {
     const before = pendingTimers();
     await settleWithin(never(), 5);

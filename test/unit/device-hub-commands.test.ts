@@ -123,6 +123,7 @@ describe("hub commands: direct methods", () => {
     w.invoke("broken", "r-4", Buffer.from("{not json"));
     for (const requestId of [undefined, "", 5]) w.invoke("noid", requestId, Buffer.from("{}"));
     w.transport.emit("method_nameless", { requestId: "r-5", methods: {} });
+    assert.doesNotThrow(() => w.transport.emit("method_bare", { requestId: "r-9" }));
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(w.calls.length, 0);
     assert.equal(w.recorded.answers.length, 1);
@@ -140,6 +141,7 @@ describe("hub commands: direct methods", () => {
       w.calls[0].respond(200, null),
       (e: unknown) =>
         e instanceof HubError &&
+        e.deviceId === "" &&
         e.message === 'method "reboot" cannot be answered: the connection it came on is gone',
     );
     assert.equal(w.recorded.answers.length, 0);
@@ -156,6 +158,7 @@ describe("hub commands: direct methods", () => {
   it("release() takes the catch-all away: an unregistered call is the SDK's to drop again", async () => {
     const w = world();
     await w.commands.enableMethods([]);
+    await w.commands.enableMethods(["reboot"]);
     assert.equal(Object.prototype.hasOwnProperty.call(w.transport, "emit"), true);
     w.commands.release();
     assert.equal(Object.prototype.hasOwnProperty.call(w.transport, "emit"), false);
@@ -242,6 +245,7 @@ describe("hub commands: cloud-to-device messages", () => {
       w.messages[3].settle("complete"),
       (e: unknown) =>
         e instanceof HubError &&
+        e.deviceId === "" &&
         e.message ===
           "the cloud-to-device message cannot be settled (complete): the connection it came on is gone; the hub delivers it again",
     );
