@@ -579,8 +579,10 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     deadline: number,
   ): Promise<T> {
     const scope = this.linkScope;
+    // A stop() between the wait for the link and this call has dropped the link: nothing would answer.
+    if (this.link !== link || !scope) throw new SessionStoppedError(operation);
     try {
-      return await withDeadline(call(), operation, Math.max(1, deadline - Date.now()), scope?.signal);
+      return await withDeadline(call(), operation, Math.max(1, deadline - Date.now()), scope.signal);
     } catch (error) {
       if (error instanceof SessionStoppedError) throw error;
       // No twin answer means the twin response link is gone (a clean detach silently stops it,

@@ -52,3 +52,28 @@ describe("device connection string", () => {
     });
   }
 });
+
+describe("device connection string edges", () => {
+  it("refuses what is not text as empty, with a ConfigurationError", () => {
+    for (const value of [42, undefined, null, { HostName: "h" }]) {
+      assert.throws(
+        () => parseDeviceConnectionString(value),
+        (error: Error) =>
+          error instanceof ConfigurationError && error.message === "the device connection string is empty",
+      );
+    }
+  });
+
+  it("skips a part that is only spaces, and refuses a part with an empty name", () => {
+    assert.deepEqual(
+      parseDeviceConnectionString(`HostName=hub.example; ;DeviceId=dev-1;SharedAccessKey=${key}`),
+      { hostName: "hub.example", deviceId: "dev-1", sharedAccessKey: key },
+    );
+    assert.throws(
+      () => parseDeviceConnectionString(`=x;HostName=hub.example;DeviceId=dev-1;SharedAccessKey=${key}`),
+      (error: Error) =>
+        error instanceof ConfigurationError &&
+        error.message === "the device connection string is not Name=value;… pairs",
+    );
+  });
+});

@@ -79,3 +79,33 @@ describe("telemetry -> azure-iot-device Message", () => {
     assert.throws(() => toHubMessage("x", { properties: { "": "v" } }), /empty/);
   });
 });
+
+describe("telemetry -> Message edges", () => {
+  it("refuses application properties that are not an object of names", () => {
+    for (const bad of [["a"], "text", 5]) {
+      assert.throws(
+        () => toHubMessage({}, { properties: bad as unknown as Record<string, string> }),
+        (error: Error) =>
+          error instanceof ValidationError &&
+          error.message === "telemetry properties must be an object of names to values",
+      );
+    }
+  });
+
+  it("sends a number or a boolean as its text", () => {
+    assert.equal(toHubMessage(42 as unknown as string).getData(), "42");
+    assert.equal(toHubMessage(true as unknown as string).getData(), "true");
+  });
+
+  it("names the field of a bad messageId or correlationId", () => {
+    assert.throws(() => toHubMessage("x", { messageId: "bad id" }), /^ValidationError: messageId "bad id"/);
+    assert.throws(() => toHubMessage("x", { correlationId: "" }), /^ValidationError: correlationId must be/);
+  });
+
+  it("leaves out properties whose value is undefined or null", () => {
+    const message = toHubMessage("x", {
+      properties: { kept: "yes", none: undefined, nothing: null } as unknown as Record<string, string>,
+    });
+    assert.deepEqual(properties(message), { kept: "yes" });
+  });
+});

@@ -1,0 +1,213 @@
+// The CONNECT tunnel agent against a small HTTP proxy on loopback (node:http's 'connect' event): the request it
+// sends (target, Basic credentials only when configured), TLS end to end inside the tunnel with SNI for names
+// only, and each failure named with its proxy, target and status.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
+import { createServer as createNetServer, connect as netConnect, type Socket } from "node:net";
+import { request as httpsRequest } from "node:https";
+import { createServer as createTlsServer } from "node:tls";
+import { ProxyError, ProxyTunnelAgent, type ResolvedProxy } from "../../src/device/proxy.js";
+import { createTestPki } from "../support/test-certs.js";
+
+const pki = createTestPki();
+
+async function listening(server: Server | ReturnType<typeof createNetServer>): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return (server.address() as { port: number }).port;
+}
+
+/** A TLS server that answers "hello" and records the SNI it was sent. */
+async function target(): Promise<{ port: number; servernames: string[]; close: () => void }> {
+  const servernames: string[] = [];
+  const server = createTlsServer(
+    {
+      cert: pki.serverCert,
+      key: pki.serverKey,
+      SNICallback: (name, done) => {
+        servernames.push(name);
+        done(null, undefined);
+      },
+    },
+    (socket) => socket.end("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"),
+  );
+  const port = await listening(server);
+  return { port, servernames, close: () => server.close() };
+}
+
+/** A CONNECT proxy: answers `status`, and on 200 pipes the tunnel to the target it was asked for. */
+async function proxy(status = 200): Promise<{
+  port: number;
+  requests: Array<{ url: string | undefined; headers: IncomingMessage["headers"] }>;
+  close: () => void;
+}> {
+  const requests: Array<{ url: string | undefined; headers: IncomingMessage["headers"] }> = [];
+  const sockets: Socket[] = [];
+  const server = createHttpServer();
+  server.on("connect", (request: IncomingMessage, client: Socket, head: Buffer) => {
+    requests.push({ url: request.url, headers: request.headers });
+    sockets.push(client);
+    if (status !== 200) {
+      client.end(`HTTP/1.1 ${status} Nope\r\n\r\n`);
+      return;
+    }
+    const [host, port] = (request.url ?? "").split(/:(?=\d+$)/);
+    const upstream = netConnect(Number(port), host.replace(/^\[|\]$/g, ""), () => {
+      client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(client).pipe(upstream);
+    });
+    sockets.push(upstream);
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+  });
+  const port = await listening(server);
+  return {
+    port,
+    requests,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+/** One HTTPS GET through the agent; resolves with the body, or rejects with what the agent gave. */
+function get(agent: ProxyTunnelAgent, host: string, port: number, ca?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = httpsRequest({ host, port, path: "/", agent, ...(ca ? { ca } : {}) }, (response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      response.on("end", () => resolve(body));
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+describe("proxy tunnel agent", () => {
+  it("opens a CONNECT tunnel to the target and runs TLS inside it, with SNI for a host name", async () => {
+    const t = await target();
+    const p = await proxy();
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      assert.equal(await get(agent, "localhost", t.port, pki.caCert), "hello");
+      assert.deepEqual(p.requests[0].url, `localhost:${t.port}`);
+      assert.equal(p.requests[0].headers.host, `localhost:${t.port}`);
+      assert.equal(p.requests[0].headers["proxy-authorization"], undefined);
+      assert.deepEqual(t.servernames, ["localhost"]);
+      assert.equal(agent.lastFailure, undefined);
+      // An address: no SNI (Node refuses an IP there), still verified against the certificate's IP entry.
+      assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert), "hello");
+      assert.deepEqual(t.servernames, ["localhost"]);
+      agent.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("keeps certificate checks end to end: an untrusted target fails inside the tunnel", async () => {
+    const t = await target();
+    const p = await proxy();
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      await assert.rejects(get(agent, "localhost", t.port), /self.signed|unable to verify|certificate/i);
+      agent.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("sends Basic credentials only when configured, an absent half as empty", async () => {
+    const t = await target();
+    const p = await proxy();
+    try {
+      const cases: Array<[ResolvedProxy, string]> = [
+        [{ host: "127.0.0.1", port: p.port, username: "plant", password: "s3cret:x" }, "plant:s3cret:x"],
+        [{ host: "127.0.0.1", port: p.port, username: "plant" }, "plant:"],
+        [{ host: "127.0.0.1", port: p.port, password: "only" }, ":only"],
+      ];
+      for (const [settings] of cases) {
+        const agent = new ProxyTunnelAgent(settings);
+        await get(agent, "localhost", t.port, pki.caCert);
+        agent.destroy();
+      }
+      assert.deepEqual(
+        p.requests.map((r) => r.headers["proxy-authorization"]),
+        cases.map(([, credentials]) => `Basic ${Buffer.from(credentials).toString("base64")}`),
+      );
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  for (const [status, hint] of [
+    [407, " (check the proxy user name and password)"],
+    [401, " (check the proxy user name and password)"],
+    [403, ""],
+  ] as const) {
+    it(`names a refused tunnel (${status}) with proxy, target and status${hint ? ", and the hint" : ""}`, async () => {
+      const p = await proxy(status);
+      try {
+        const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+        await assert.rejects(
+          get(agent, "hub.example", 443),
+          (e: unknown) =>
+            e instanceof ProxyError &&
+            e.proxyStatus === status &&
+            e.message ===
+              `the HTTP proxy 127.0.0.1:${p.port} refused the tunnel to hub.example:443: ${status} Nope${hint}`,
+        );
+        assert.ok(agent.lastFailure instanceof ProxyError);
+        assert.equal(agent.lastFailure.proxyStatus, status);
+        agent.destroy();
+      } finally {
+        p.close();
+      }
+    });
+  }
+
+  it("names a proxy it cannot reach, and forgets the failure once a tunnel opens", async () => {
+    const gone = createNetServer();
+    const deadPort = await listening(gone);
+    await new Promise<void>((resolve) => gone.close(() => resolve()));
+    const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: deadPort });
+    await assert.rejects(
+      get(agent, "hub.example", 443),
+      (e: unknown) =>
+        e instanceof ProxyError &&
+        e.proxyStatus === undefined &&
+        e.message.startsWith(`cannot reach the HTTP proxy 127.0.0.1:${deadPort}: `) &&
+        e.cause instanceof Error,
+    );
+    assert.ok(agent.lastFailure instanceof ProxyError);
+    agent.destroy();
+
+    const t = await target();
+    const p = await proxy();
+    try {
+      const moved = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      moved.lastFailure = new ProxyError("an earlier failure");
+      await get(moved, "localhost", t.port, pki.caCert);
+      assert.equal(moved.lastFailure, undefined);
+      moved.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("writes an IPv6 proxy and target in brackets", async () => {
+    const agent = new ProxyTunnelAgent({ host: "::1", port: 1 });
+    // Nothing listens on port 1: the failure names both.
+    await assert.rejects(
+      get(agent, "::1", 8443),
+      (e: unknown) =>
+        e instanceof ProxyError && e.message.startsWith("cannot reach the HTTP proxy [::1]:1: "),
+    );
+    agent.destroy();
+  });
+});
