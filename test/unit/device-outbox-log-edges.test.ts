@@ -462,7 +462,7 @@ describe("outbox log edges", () => {
       const all = Array.from({ length: 6 }, (_, i) => `m${i}`);
       for (const id of all) log.append(message(id), 5);
       log.close();
-      // Written again in another order than their numbers (the folder lists them by creation or by hash).
+      // Written again in another order than their numbers.
       const names = segmentNames(dir);
       const contents = names.map((name) => readFileSync(join(dir, name)));
       for (const name of names) unlinkSync(join(dir, name));
