@@ -245,7 +245,8 @@ export class OutboxLog {
     // Written as a string: no Buffer per record to allocate and collect (a measurable share at 10,000 msg/s).
     const length = Buffer.byteLength(text);
     try {
-      const written = writeSync(this.writeFd, text);
+      // At the known end, not the file offset: a write cut short moved the offset past the cut below.
+      const written = writeSync(this.writeFd, text, this.writeSize);
       if (written !== length) throw new Error(`short write to the outbox log (${written} of ${length})`);
     } catch (error) {
       // A full disk: cut off what part of the line got written, so the next record starts on a line of its own.
