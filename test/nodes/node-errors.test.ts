@@ -11,6 +11,7 @@ import {
   stopServer,
   type FlowNode,
 } from "../support/node-red.js";
+import { unreachableDpsNode } from "../support/device-flow.js";
 
 interface CaughtMessage {
   _msgid: string;
@@ -18,14 +19,7 @@ interface CaughtMessage {
   error: { message: string; source: { id: string } };
 }
 
-const dps: FlowNode = {
-  id: "dps",
-  type: "provisio-azure-dps",
-  globalEndpoint: "127.0.0.1:1",
-  idScope: "0ne00000001",
-  transport: "amqp",
-  caSource: "none",
-};
+const dps = unreachableDpsNode();
 
 function flowWith(nodes: FlowNode[], deviceOverrides: Record<string, unknown> = {}): FlowNode[] {
   return [

@@ -6,40 +6,10 @@ import { after, afterEach, before, describe, it } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Node } from "node-red";
 import type { DeviceSession } from "../../src/device/index.js";
-import {
-  getNode,
-  helper,
-  loadFlow,
-  nextMessage,
-  startServer,
-  stopServer,
-  type FlowNode,
-} from "../support/node-red.js";
+import { getNode, helper, loadFlow, nextMessage, startServer, stopServer } from "../support/node-red.js";
+import { offlineTelemetryFlow } from "../support/device-flow.js";
 
-const flow: FlowNode[] = [
-  { id: "tab", type: "tab" },
-  // an endpoint nobody answers on: the session keeps retrying in the background, which this test ignores
-  {
-    id: "dps",
-    type: "provisio-azure-dps",
-    globalEndpoint: "127.0.0.1:1",
-    idScope: "0ne00000001",
-    transport: "amqp",
-    caSource: "none",
-  },
-  {
-    id: "device",
-    type: "provisio-azure-device",
-    dps: "dps",
-    attestation: "symmetricKey",
-    registrationId: "dev-1",
-  },
-  { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [["out"]] },
-  { id: "out", type: "helper", z: "tab" },
-  { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
-  { id: "caught", type: "helper", z: "tab" },
-];
-const credentials = { device: { symmetricKey: Buffer.alloc(32, 1).toString("base64") } };
+const { flow, credentials } = offlineTelemetryFlow();
 
 interface CaughtMessage {
   _msgid: string;

@@ -82,3 +82,43 @@ export function symmetricKeyDeviceFlow(
     credentials: { "dps-config": { caPem: emulator.caPem }, device: { symmetricKey: options.key } },
   };
 }
+
+/** A DPS config node on an address nobody answers: a session over it retries in the background, unseen. */
+export function unreachableDpsNode(): FlowNode {
+  return {
+    id: "dps",
+    type: "provisio-azure-dps",
+    globalEndpoint: "127.0.0.1:1",
+    idScope: "0ne00000001",
+    transport: "amqp",
+    caSource: "none",
+  };
+}
+
+/**
+ * A telemetry node (output to "out", Catch to "caught") on a symmetric-key device whose DPS never answers: for
+ * tests of the node itself, which replace the session's send.
+ */
+export function offlineTelemetryFlow(): {
+  flow: FlowNode[];
+  credentials: Record<string, Record<string, string>>;
+} {
+  return {
+    flow: [
+      { id: "tab", type: "tab" },
+      unreachableDpsNode(),
+      {
+        id: "device",
+        type: "provisio-azure-device",
+        dps: "dps",
+        attestation: "symmetricKey",
+        registrationId: "dev-1",
+      },
+      { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [["out"]] },
+      { id: "out", type: "helper", z: "tab" },
+      { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
+      { id: "caught", type: "helper", z: "tab" },
+    ],
+    credentials: { device: { symmetricKey: Buffer.alloc(32, 1).toString("base64") } },
+  };
+}
