@@ -37,6 +37,22 @@ const settleMicrotasks = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await Promise.resolve();
 };
 
+/** A provider whose tokens live 100 s and are renewed 30 s before the end, with the tokens it announces. */
+function renewingProvider(): {
+  signer: HmacSigner;
+  provider: TpmAuthenticationProvider;
+  announced: TpmDeviceCredentials[];
+} {
+  const signer = new HmacSigner();
+  const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
+    tokenValidTimeInSeconds: 100,
+    tokenRenewalMarginInSeconds: 30,
+  });
+  const announced: TpmDeviceCredentials[] = [];
+  provider.on("newTokenAvailable", (credentials: TpmDeviceCredentials) => announced.push(credentials));
+  return { signer, provider, announced };
+}
+
 describe("TPM authentication provider (token life cycle)", () => {
   beforeEach(() => {
     mock.timers.enable({ apis: ["setTimeout", "Date"], now: START_MS });
@@ -154,13 +170,7 @@ describe("TPM authentication provider (token life cycle)", () => {
   });
 
   it("renews in the background when the margin is reached and announces the new token", async () => {
-    const signer = new HmacSigner();
-    const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
-      tokenValidTimeInSeconds: 100,
-      tokenRenewalMarginInSeconds: 30,
-    });
-    const announced: TpmDeviceCredentials[] = [];
-    provider.on("newTokenAvailable", (credentials: TpmDeviceCredentials) => announced.push(credentials));
+    const { signer, provider, announced } = renewingProvider();
     try {
       const first = await provider.getDeviceCredentials();
       assert.equal(fieldsOf(first).expiry, START_S + 100);
@@ -182,13 +192,7 @@ describe("TPM authentication provider (token life cycle)", () => {
   });
 
   it("stops renewing after stop(), and starts again with the next request", async () => {
-    const signer = new HmacSigner();
-    const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
-      tokenValidTimeInSeconds: 100,
-      tokenRenewalMarginInSeconds: 30,
-    });
-    const announced: TpmDeviceCredentials[] = [];
-    provider.on("newTokenAvailable", (credentials: TpmDeviceCredentials) => announced.push(credentials));
+    const { signer, provider, announced } = renewingProvider();
     try {
       await provider.getDeviceCredentials();
       provider.stop();
@@ -208,13 +212,7 @@ describe("TPM authentication provider (token life cycle)", () => {
   });
 
   it("renews on time again after stop() when the next request is served from the still valid token", async () => {
-    const signer = new HmacSigner();
-    const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
-      tokenValidTimeInSeconds: 100,
-      tokenRenewalMarginInSeconds: 30,
-    });
-    const announced: TpmDeviceCredentials[] = [];
-    provider.on("newTokenAvailable", (credentials: TpmDeviceCredentials) => announced.push(credentials));
+    const { signer, provider, announced } = renewingProvider();
     try {
       const first = await provider.getDeviceCredentials();
       mock.timers.tick(10_000);
@@ -236,13 +234,7 @@ describe("TPM authentication provider (token life cycle)", () => {
   });
 
   it("does not move an armed renewal when a request is served from the token", async () => {
-    const signer = new HmacSigner();
-    const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
-      tokenValidTimeInSeconds: 100,
-      tokenRenewalMarginInSeconds: 30,
-    });
-    const announced: unknown[] = [];
-    provider.on("newTokenAvailable", (credentials) => announced.push(credentials));
+    const { provider, announced } = renewingProvider();
     try {
       await provider.getDeviceCredentials(); // renewal armed for 70 s
       mock.timers.tick(20_500);
@@ -306,11 +298,7 @@ describe("TPM authentication provider (token life cycle)", () => {
   });
 
   it("retries a failed background renewal after half the time left, at most 5 s", async () => {
-    const signer = new HmacSigner();
-    const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
-      tokenValidTimeInSeconds: 100,
-      tokenRenewalMarginInSeconds: 30,
-    });
+    const { signer, provider } = renewingProvider();
     const errors: unknown[] = [];
     const announced: unknown[] = [];
     provider.on("error", (error) => errors.push(error));
@@ -377,11 +365,7 @@ describe("TPM authentication provider (token life cycle)", () => {
   });
 
   it("keeps retrying without an error listener (an unheard error event would end the process)", async () => {
-    const signer = new HmacSigner();
-    const provider = new TpmAuthenticationProvider({ host: "h", deviceId: "d" }, signer, {
-      tokenValidTimeInSeconds: 100,
-      tokenRenewalMarginInSeconds: 30,
-    });
+    const { signer, provider } = renewingProvider();
     try {
       await provider.getDeviceCredentials();
       signer.failWith = new Error("TPM busy");
