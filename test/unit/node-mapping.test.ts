@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { before, describe, it } from "node:test";
-import type { NodeAPI } from "node-red";
+import { loadCatalog, runtimeIn } from "../support/node-red-i18n.js";
 import { configField } from "../../src/nodes/shared/config-field.js";
 import { dpsConfigOf } from "../../src/nodes/shared/dps-config.js";
-import { CATALOG, localized, NodeConfigurationError } from "../../src/nodes/shared/messages.js";
+import { localized, NodeConfigurationError } from "../../src/nodes/shared/messages.js";
 import { mergeDesired } from "../../src/nodes/shared/desired-document.js";
 import { iothubOf, statusFor } from "../../src/nodes/shared/status.js";
 import { telemetryOptionsOf } from "../../src/nodes/shared/telemetry-options.js";
@@ -126,30 +125,7 @@ describe("config fields that name an environment variable", () => {
 });
 
 describe("adapter errors in the runtime's language", () => {
-  // Node-RED's own i18n, with our catalog registered the way the runtime does for the node set.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { i18n } = require("@node-red/util") as {
-    i18n: {
-      init(settings: { lang?: string }): void;
-      registerMessageCatalog(namespace: string, dir: string, file: string): Promise<void>;
-      _(key: string, options?: Record<string, unknown>): string;
-      i: { loadLanguages(languages: string[]): Promise<unknown> };
-    };
-  };
-  const runtimeIn = (lng: string) =>
-    ({
-      _: (key: string, params?: Record<string, unknown>) => i18n._(key, { ...params, lng }),
-    }) as unknown as NodeAPI;
-
-  before(async () => {
-    i18n.init({ lang: "en-US" });
-    await i18n.registerMessageCatalog(
-      CATALOG,
-      join(__dirname, "..", "..", "nodes", "locales"),
-      "azure-iot-device.json",
-    );
-    await i18n.i.loadLanguages(["de", "ja"]);
-  });
+  before(() => loadCatalog(["de", "ja"]));
 
   it("translates an unset variable into German and Japanese, with the variable's name", () => {
     const unset = () => new NodeConfigurationError("envNotSet", { name: "SWTPM_PORT" });

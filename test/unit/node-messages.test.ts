@@ -1,9 +1,9 @@
 // The adapters' message contract: runtime texts from the catalog (English first, the runtime's language when
 // it has one), the errors the adapters raise, and the telemetry options a msg may carry.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import type { NodeAPI } from "node-red";
+import { loadCatalog, runtimeIn } from "../support/node-red-i18n.js";
 import { ConfigurationError } from "../../src/device/index.js";
 import {
   CATALOG,
@@ -17,30 +17,7 @@ import {
 import { telemetryOptionsOf } from "../../src/nodes/shared/telemetry-options.js";
 
 describe("catalog texts", () => {
-  // Node-RED's own i18n, with our catalog registered the way the runtime does for the node set.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { i18n } = require("@node-red/util") as {
-    i18n: {
-      init(settings: { lang?: string }): void;
-      registerMessageCatalog(namespace: string, dir: string, file: string): Promise<void>;
-      _(key: string, options?: Record<string, unknown>): string;
-      i: { loadLanguages(languages: string[]): Promise<unknown> };
-    };
-  };
-  const runtimeIn = (lng: string) =>
-    ({
-      _: (key: string, params?: Record<string, unknown>) => i18n._(key, { ...params, lng }),
-    }) as unknown as NodeAPI;
-
-  before(async () => {
-    i18n.init({ lang: "en-US" });
-    await i18n.registerMessageCatalog(
-      CATALOG,
-      join(__dirname, "..", "..", "nodes", "locales"),
-      "azure-iot-device.json",
-    );
-    await i18n.i.loadLanguages(["de"]);
-  });
+  before(() => loadCatalog(["de"]));
 
   it("puts every parameter into the English text, numbers too, and leaves one not given as it is", () => {
     assert.equal(
