@@ -4,16 +4,10 @@
 // full stop the Catch nodes stop too, and Node-RED logs each message's error instead).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { unreachableDpsNode } from "../support/device-flow.js";
 import { getNode, helper, loadFlow, startServer, stopServer } from "../support/node-red.js";
 
-const unreachableDps = {
-  id: "dps",
-  type: "provisio-azure-dps",
-  globalEndpoint: "127.0.0.1:1",
-  idScope: "0ne00000001",
-  transport: "amqp",
-  caSource: "none",
-};
+const unreachableDps = unreachableDpsNode();
 const device = {
   id: "device",
   type: "provisio-azure-device",
@@ -99,14 +93,7 @@ describe("the device configuration node's lifecycle", () => {
     await loadFlow(
       [
         { id: "tab", type: "tab" },
-        {
-          id: "dps",
-          type: "provisio-azure-dps",
-          globalEndpoint: "127.0.0.1:1",
-          idScope: "0ne00000001",
-          transport: "amqp",
-          caSource: "none",
-        },
+        unreachableDpsNode(),
         {
           id: "device",
           type: "provisio-azure-device",
