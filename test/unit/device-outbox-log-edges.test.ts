@@ -23,37 +23,9 @@ import { crc32 } from "node:zlib";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Message } from "azure-iot-device";
 import { OutboxLog } from "../../src/device/outbox-log.js";
 import { doneLine, headerLine, keptLine } from "../../src/device/outbox-record.js";
-
-function message(id: string, body: string | Buffer = `{"id":"${id}"}`): Message {
-  const m = new Message(body);
-  m.messageId = id;
-  return m;
-}
-
-function withDir(run: (dir: string) => Promise<void> | void): () => Promise<void> {
-  return async () => {
-    // The real path: open files are found by the paths /proc shows for them.
-    const dir = realpathSync(mkdtempSync(join(tmpdir(), "provisio-outbox-edges-")));
-    try {
-      await run(dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
-
-function readAll(log: OutboxLog): Array<{ seq: number; bytes: number; message: Message }> {
-  const out = [];
-  for (let next = log.readNext(); next; next = log.readNext()) out.push(next);
-  return out;
-}
-
-function ids(log: OutboxLog): string[] {
-  return readAll(log).map((r) => r.message.messageId);
-}
+import { ids, plainMessage as message, readAll, withDir } from "../support/outbox-log-fixtures.js";
 
 const LOG = "outbox.log";
 

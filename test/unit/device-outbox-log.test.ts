@@ -3,22 +3,14 @@
 // again; segments whose messages are all done are deleted, so the disk does not fill with delivered messages;
 // a process killed with SIGKILL loses nothing it had kept (no fsync needed for a kill, only for a power cut).
 import { spawn } from "node:child_process";
-import {
-  appendFileSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Message } from "azure-iot-device";
 import { OutboxLog } from "../../src/device/outbox-log.js";
 import { messageBytes } from "../../src/device/outbox-record.js";
+import { ids, readAll, withDir } from "../support/outbox-log-fixtures.js";
 
 function message(id: string, body: string | Buffer = `{"id":"${id}"}`): Message {
   const m = new Message(body);
@@ -28,28 +20,6 @@ function message(id: string, body: string | Buffer = `{"id":"${id}"}`): Message 
   m.correlationId = `c-${id}`;
   m.properties.add("site", "plant-a");
   return m;
-}
-
-function withDir(run: (dir: string) => Promise<void> | void): () => Promise<void> {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), "provisio-outbox-log-"));
-    try {
-      await run(dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
-
-/** Pages in every unread message. */
-function readAll(log: OutboxLog): Array<{ seq: number; bytes: number; message: Message }> {
-  const out = [];
-  for (let next = log.readNext(); next; next = log.readNext()) out.push(next);
-  return out;
-}
-
-function ids(log: OutboxLog): string[] {
-  return readAll(log).map((r) => r.message.messageId);
 }
 
 function diskBytes(dir: string): number {
