@@ -263,8 +263,8 @@ export class OutboxLog {
   }
 
   /**
-   * fsync in the thread pool: a synchronous one stalled the event loop for milliseconds every 200 ms, a fifth of
-   * the pipeline's time at full rate. What it covers is already written; it only bounds what a power cut loses.
+   * fsync in the thread pool: a synchronous one stalled the event loop for milliseconds every 200 ms (about 5 %
+   * of a profile at full rate). What it covers is already written; it only bounds what a power cut loses.
    */
   private syncInBackground(): void {
     this.syncTimer = undefined;

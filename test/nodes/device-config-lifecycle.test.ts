@@ -4,7 +4,7 @@
 // full stop the Catch nodes stop too, and Node-RED logs each message's error instead).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { unreachableDpsNode } from "../support/device-flow.js";
+import { offlineTelemetryFlow, unreachableDpsNode } from "../support/device-flow.js";
 import { getNode, helper, loadFlow, startServer, stopServer } from "../support/node-red.js";
 
 const unreachableDps = unreachableDpsNode();
@@ -90,25 +90,8 @@ describe("the device configuration node's lifecycle", () => {
   });
 
   it("warns once with the count and hands every waiting msg to Catch", async () => {
-    await loadFlow(
-      [
-        { id: "tab", type: "tab" },
-        unreachableDpsNode(),
-        {
-          id: "device",
-          type: "provisio-azure-device",
-          dps: "dps",
-          attestation: "symmetricKey",
-          registrationId: "dev-1",
-          outboxLimit: 100,
-          outboxOverflow: "reject-new",
-        },
-        { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [[]] },
-        { id: "catcher", type: "catch", z: "tab", scope: null, wires: [["caught"]] },
-        { id: "caught", type: "helper", z: "tab" },
-      ],
-      { device: { symmetricKey: Buffer.alloc(32, 1).toString("base64") } },
-    );
+    const { flow, credentials } = offlineTelemetryFlow({ outboxLimit: 100, outboxOverflow: "reject-new" });
+    await loadFlow(flow, credentials);
     const caught: Array<{ messageId?: string; error?: { message?: string } }> = [];
     (getNode("caught") as unknown as NodeJS.EventEmitter).on("input", (msg: (typeof caught)[number]) =>
       caught.push(msg),

@@ -96,10 +96,10 @@ export function unreachableDpsNode(): FlowNode {
 }
 
 /**
- * A telemetry node (output to "out", Catch to "caught") on a symmetric-key device whose DPS never answers: for
- * tests of the node itself, which replace the session's send.
+ * A telemetry node (output to "out", Catch to "caught") on a symmetric-key device (`device` adds settings) whose
+ * DPS never answers: for tests of the node itself, which replace the session's send.
  */
-export function offlineTelemetryFlow(): {
+export function offlineTelemetryFlow(device: Record<string, unknown> = {}): {
   flow: FlowNode[];
   credentials: Record<string, Record<string, string>>;
 } {
@@ -113,6 +113,7 @@ export function offlineTelemetryFlow(): {
         dps: "dps",
         attestation: "symmetricKey",
         registrationId: "dev-1",
+        ...device,
       },
       { id: "telemetry", type: "provisio-azure-telemetry", z: "tab", device: "device", wires: [["out"]] },
       { id: "out", type: "helper", z: "tab" },

@@ -319,7 +319,6 @@ export class DeviceStore {
     };
   }
 
-  /** Coalesces writes: many changes in one tick cost one file write. */
   /**
    * Changes are written at most once per `saveEveryMs`: a device reporting properties hundreds of times a second
    * would otherwise rewrite the whole registry file (and rename it) as often, which then bounds the hub's
