@@ -27,7 +27,12 @@ export type {
   AttestationConfig,
 } from "./config.js";
 export { DEFAULT_GLOBAL_ENDPOINT, HUB_TRANSPORTS } from "./config.js";
-export { parseDeviceConnectionString, type DeviceConnectionString } from "./connection-string.js";
+export {
+  parseDeviceConnectionString,
+  ConnectionStringError,
+  type ConnectionStringProblem,
+  type DeviceConnectionString,
+} from "./connection-string.js";
 export { ProxyError, proxyFor, type ProxyConfig, type ResolvedProxy } from "./proxy.js";
 export {
   SESSION_STATES,

@@ -2,7 +2,7 @@
 // refused by name, and the key never in an error.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { parseDeviceConnectionString } from "../../src/device/connection-string.js";
+import { ConnectionStringError, parseDeviceConnectionString } from "../../src/device/connection-string.js";
 import { ConfigurationError } from "../../src/device/errors.js";
 
 const key = "c2VjcmV0LWRldmljZS1rZXktMDEyMzQ1Njc4OWFiY2RlZg==";
@@ -17,34 +17,39 @@ describe("device connection string", () => {
     );
   });
 
-  for (const [what, text, pattern] of [
-    ["empty", "  ", /is empty/],
-    ["not pairs", "HostName=h;DeviceId=d;no-equals-sign-here", /not Name=value/],
-    ["without a key", "HostName=h;DeviceId=d", /has no SharedAccessKey/],
-    ["without host and device", `SharedAccessKey=${key}`, /has no HostName, DeviceId/],
-    ["of a module", `HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=${key}`, /ModuleId/],
+  for (const [what, problem, text, pattern] of [
+    ["empty", "empty", "  ", /is empty/],
+    ["not pairs", "notPairs", "HostName=h;DeviceId=d;no-equals-sign-here", /not Name=value/],
+    ["without a key", "missing", "HostName=h;DeviceId=d", /has no SharedAccessKey/],
+    ["without host and device", "missing", `SharedAccessKey=${key}`, /has no HostName, DeviceId/],
+    ["of a module", "moduleId", `HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=${key}`, /ModuleId/],
     [
       "with a signature",
+      "signature",
       `HostName=h;DeviceId=d;SharedAccessSignature=SharedAccessSignature sr=${key}`,
       /SharedAccessSignature/,
     ],
-    ["of an X.509 device", "HostName=h;DeviceId=d;x509=true", /X\.509/],
+    ["of an X.509 device", "x509", "HostName=h;DeviceId=d;x509=true", /X\.509/],
     [
       "through IoT Edge",
+      "edge",
       `HostName=h;DeviceId=d;SharedAccessKey=${key};GatewayHostName=edge`,
       /GatewayHostName/,
     ],
     [
       "of a hub policy",
+      "hubPolicy",
       `HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`,
       /SharedAccessKeyName/,
     ],
   ] as const) {
-    it(`refuses one ${what}, never quoting it`, () => {
+    it(`refuses one ${what} as "${problem}", never quoting it`, () => {
       assert.throws(
         () => parseDeviceConnectionString(text),
         (error: Error) =>
+          error instanceof ConnectionStringError &&
           error instanceof ConfigurationError &&
+          error.problem === problem &&
           pattern.test(error.message) &&
           !error.message.includes(key) &&
           (text.trim() === "" || !error.message.includes(text.trim())),
@@ -54,6 +59,14 @@ describe("device connection string", () => {
 });
 
 describe("device connection string edges", () => {
+  it("names the missing parts, in order", () => {
+    assert.throws(
+      () => parseDeviceConnectionString("DeviceId=d;x=y"),
+      (error: Error) =>
+        error instanceof ConnectionStringError && error.missing.join() === "HostName,SharedAccessKey",
+    );
+  });
+
   it("refuses what is not text as empty, with a ConfigurationError", () => {
     for (const value of [42, undefined, null, { HostName: "h" }]) {
       assert.throws(

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { loadCatalog, runtimeIn } from "../support/node-red-i18n.js";
 import { configField } from "../../src/nodes/shared/config-field.js";
+import { sessionConfigOf, type DeviceNodeDef } from "../../src/nodes/shared/device-config.js";
 import { dpsConfigOf } from "../../src/nodes/shared/dps-config.js";
 import { localized, NodeConfigurationError } from "../../src/nodes/shared/messages.js";
 import { mergeDesired } from "../../src/nodes/shared/desired-document.js";
@@ -138,6 +139,62 @@ describe("adapter errors in the runtime's language", () => {
       localized(runtimeIn("en-US"), unset()).message,
       "environment variable SWTPM_PORT is not set",
     );
+  });
+
+  it("says what is wrong with a device connection string in German and Japanese, never quoting it", () => {
+    const key = Buffer.from("a-device-key-that-must-not-show").toString("base64");
+    const bareKey = key.replace(/=/g, "");
+    const def = {
+      id: "device",
+      type: "provisio-azure-device",
+      identity: "connectionString",
+    } as DeviceNodeDef;
+    const problemOf = (connectionString: string) => {
+      try {
+        sessionConfigOf(def, { connectionString }, undefined, undefined);
+      } catch (error) {
+        assert.ok(error instanceof NodeConfigurationError, String(error));
+        return error;
+      }
+      assert.fail("the connection string was taken");
+    };
+    const cases = [
+      [`HostName=h;SharedAccessKey=${key}`, "connectionStringMissing", /DeviceId/],
+      [`HostName=h;DeviceId=d;${bareKey}`, "connectionStringNotPairs", /Name=/],
+      [`HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=${key}`, "connectionStringModule", /ModuleId/],
+      [
+        `HostName=h;DeviceId=d;SharedAccessSignature=sr=${key}`,
+        "connectionStringSignature",
+        /SharedAccessSignature/,
+      ],
+      ["HostName=h;DeviceId=d;x509=true", "connectionStringX509", /x509=true/],
+      [
+        `HostName=h;DeviceId=d;SharedAccessKey=${key};GatewayHostName=e`,
+        "connectionStringEdge",
+        /GatewayHostName/,
+      ],
+      [
+        `HostName=h;SharedAccessKeyName=owner;SharedAccessKey=${key}`,
+        "connectionStringHubPolicy",
+        /SharedAccessKeyName/,
+      ],
+    ] as const;
+    for (const [connectionString, messageKey, names] of cases) {
+      assert.equal(problemOf(connectionString).messageKey, messageKey);
+      const english = problemOf(connectionString).message;
+      assert.match(english, /^the device connection string cannot be used: /);
+      for (const [lang, opening] of [
+        ["de", "die Geräte-Verbindungszeichenfolge ist nicht verwendbar: "],
+        ["ja", "デバイス接続文字列を使用できません: "],
+      ] as const) {
+        const text = localized(runtimeIn(lang), problemOf(connectionString)).message;
+        assert.ok(text.startsWith(opening), `${lang}: ${text}`);
+        assert.match(text, names, `${lang} names the part: ${text}`);
+        assert.ok(!text.includes("cannot") && !text.includes(" use "), `${lang} has no English: ${text}`);
+        assert.ok(!text.includes(bareKey) && !english.includes(bareKey), "never the key");
+      }
+    }
+    assert.match(problemOf(`SharedAccessKey=${key}`).message, /has no HostName, DeviceId$/);
   });
 
   it("leaves errors of the framework-free core in English", () => {

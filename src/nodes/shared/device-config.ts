@@ -2,11 +2,12 @@
 import { readFileSync } from "node:fs";
 import type { NodeDef } from "node-red";
 import {
-  ConfigurationError,
+  ConnectionStringError,
   ExponentialBackoff,
   HUB_TRANSPORTS,
   parseDeviceConnectionString,
   type AttestationConfig,
+  type ConnectionStringProblem,
   type DeviceSessionConfig,
   type HubTransportKind,
   type ProxyConfig,
@@ -242,6 +243,18 @@ function x509Attestation(
   };
 }
 
+/** The catalog text of each problem, so that it reads in the runtime's language. */
+const CONNECTION_STRING_PROBLEM: Readonly<Record<ConnectionStringProblem, string>> = {
+  empty: "noConnectionString",
+  notPairs: "connectionStringNotPairs",
+  missing: "connectionStringMissing",
+  moduleId: "connectionStringModule",
+  signature: "connectionStringSignature",
+  x509: "connectionStringX509",
+  edge: "connectionStringEdge",
+  hubPolicy: "connectionStringHubPolicy",
+};
+
 /** Without DPS, from a device connection string (a Node-RED credential). Its problems never quote it. */
 function connectionStringConfig(credentials: DeviceCredentials): DeviceSessionConfig {
   if (!credentials.connectionString?.trim()) throw new NodeConfigurationError("noConnectionString");
@@ -249,8 +262,10 @@ function connectionStringConfig(credentials: DeviceCredentials): DeviceSessionCo
   try {
     parsed = parseDeviceConnectionString(credentials.connectionString);
   } catch (error) {
-    if (!(error instanceof ConfigurationError)) throw error;
-    throw new NodeConfigurationError("connectionStringUnusable", { problem: error.message });
+    if (!(error instanceof ConnectionStringError)) throw error;
+    throw new NodeConfigurationError(CONNECTION_STRING_PROBLEM[error.problem], {
+      parts: error.missing.join(", "),
+    });
   }
   return {
     hub: { direct: { hostName: parsed.hostName, deviceId: parsed.deviceId }, ...hubCa(credentials) },
