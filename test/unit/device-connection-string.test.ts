@@ -50,6 +50,8 @@ describe("device connection string", () => {
           error instanceof ConnectionStringError &&
           error instanceof ConfigurationError &&
           error.problem === problem &&
+          error.name === "ConnectionStringError" &&
+          (problem === "missing" ? error.missing.length > 0 : error.missing.length === 0) &&
           pattern.test(error.message) &&
           !error.message.includes(key) &&
           (text.trim() === "" || !error.message.includes(text.trim())),
