@@ -16,7 +16,7 @@ export type ProxyConfig =
       url: string;
       username?: string;
       password?: string;
-      /** Hosts reached directly: "name", ".suffix" / "*.suffix", "host:port", "*" for all. */
+      /** Hosts reached directly: "name", ".suffix" / "*.suffix", "host:port", "[IPv6]:port", "*" for all. */
       noProxy?: string[];
     }
   | { fromEnvironment: true };
@@ -71,12 +71,13 @@ export function bypasses(host: string, port: number, entries: readonly string[])
     let entry = raw.trim().toLowerCase();
     if (!entry) continue;
     if (entry === "*") return true;
-    const withPort = /^(.*):(\d+)$/.exec(entry);
-    if (withPort?.[1] && !withPort[1].includes(":")) {
+    // name:port or [IPv6]:port; a bare IPv6 address has colons of its own and no port.
+    const withPort = /^(\[[^\]]*\]|[^:]+):(\d+)$/.exec(entry);
+    if (withPort?.[1]) {
       if (Number(withPort[2]) !== port) continue;
       entry = withPort[1];
     }
-    entry = entry.replace(/^\*?\./, "");
+    entry = entry.replace(/^\[|\]$/g, "").replace(/^\*?\./, "");
     if (name === entry || name.endsWith(`.${entry}`)) return true;
   }
   return false;
