@@ -10,8 +10,8 @@ import { createTestPki } from "../support/test-certs.js";
 
 const pki = createTestPki();
 
-async function listening(server: Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+async function listening(server: Server, address = "127.0.0.1"): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   return (server.address() as { port: number }).port;
 }
 
@@ -45,6 +45,33 @@ describe("TLS diagnosis", () => {
     } finally {
       await closed(server);
     }
+  });
+
+  it("takes an IPv6 address in brackets (as host:port gives it), with no SNI", async () => {
+    const { cert, key } = pki.issueServerCertForIp("::1");
+    const servernames: string[] = [];
+    const server = createTlsServer({
+      cert,
+      key,
+      SNICallback: (servername, done) => {
+        servernames.push(servername);
+        done(null, undefined);
+      },
+    });
+    const port = await listening(server, "::1");
+    try {
+      assert.equal(await tlsProblem("[::1]", port, pki.caCert), undefined);
+      assert.deepEqual(servernames, []);
+    } finally {
+      await closed(server);
+    }
+  });
+
+  it("names a host name that does not resolve", async () => {
+    // Under .invalid (RFC 6761: never resolves), with an empty label, which the system resolver refuses itself
+    // without asking a DNS server: the test needs no network.
+    const host = "no-such-hub..invalid";
+    assert.equal(await tlsProblem(host, 443, pki.caCert), `the host name ${host} is unknown`);
   });
 
   it("names an untrusted certificate when the CA is not given", async () => {
