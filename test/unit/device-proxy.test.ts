@@ -73,7 +73,8 @@ describe("proxy selection", () => {
     assert.equal(bypasses("[::1]", 443, ["[::1]"]), true);
     assert.equal(bypasses("[::1]", 443, ["[::1]:443"]), true);
     assert.equal(bypasses("[::1]", 443, ["[::1]:8883"]), false);
-    assert.equal(bypasses("[fd00::443]", 8883, ["fd00::443"]), true);
+    // A bare address whose last groups look like name:port is an address.
+    assert.equal(bypasses("[fd00::1:443]", 443, ["fd00::1:443"]), true);
     assert.equal(bypasses("[fd00::443]", 443, ["fd00::"]), false);
     assert.equal(bypasses("[::2]", 443, ["::1", "[::1]:443"]), false);
   });
