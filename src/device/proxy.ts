@@ -71,7 +71,7 @@ interface ProxySettings {
 function environmentProxy(env: NodeJS.ProcessEnv): ProxySettings {
   return {
     url: env.HTTPS_PROXY ?? env.https_proxy,
-    noProxy: (env.NO_PROXY ?? env.no_proxy ?? "").split(/[,\s]+/),
+    noProxy: (env.NO_PROXY ?? env.no_proxy)?.split(/[,\s]+/),
   };
 }
 
