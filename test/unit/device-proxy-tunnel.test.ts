@@ -287,11 +287,11 @@ describe("proxy tunnel agent", () => {
   });
 
   it("checks the target's certificate against the target, not the proxy", async () => {
-    // The certificate names 127.0.0.1 only; the proxy is reached as ::1.
+    // The certificate names 127.0.0.1 only; the proxy is reached at another loopback address.
     const t = await target(pki.issueServerCertForIp("127.0.0.1"));
-    const p = await proxy(200, { address: "::1" });
+    const p = await proxy(200, { address: "127.0.0.57" });
     try {
-      const agent = new ProxyTunnelAgent({ host: "::1", port: p.port });
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.57", port: p.port });
       assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert), "hello");
       agent.destroy();
     } finally {
