@@ -16,7 +16,7 @@ export type ProxyConfig =
       url: string;
       username?: string;
       password?: string;
-      /** Hosts reached directly: "name", ".suffix" / "*.suffix", "host:port", "*" for all. */
+      /** Hosts reached directly: "name", ".suffix" / "*.suffix", "host:port", "[IPv6]:port", "*" for all. */
       noProxy?: string[];
     }
   | { fromEnvironment: true };
@@ -49,19 +49,30 @@ export function proxyFor(
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedProxy | undefined {
   if (!config) return undefined;
-  const url = "fromEnvironment" in config ? (env.HTTPS_PROXY ?? env.https_proxy) : config.url;
+  const { url, username, password, noProxy }: ProxySettings =
+    "fromEnvironment" in config ? environmentProxy(env) : config;
   if (!url?.trim()) return undefined;
-  const noProxy =
-    "fromEnvironment" in config
-      ? (env.NO_PROXY ?? env.no_proxy ?? "").split(/[,\s]+/)
-      : (config.noProxy ?? []);
-  if (bypasses(host, port, noProxy)) return undefined;
+  if (bypasses(host, port, noProxy ?? [])) return undefined;
   const proxy = parseProxyUrl(url);
-  if (!("fromEnvironment" in config)) {
-    if (config.username) proxy.username = config.username;
-    if (config.password) proxy.password = config.password;
-  }
+  // Credentials set apart from the URL win over those in it.
+  if (username) proxy.username = username;
+  if (password) proxy.password = password;
   return proxy;
+}
+
+interface ProxySettings {
+  url?: string;
+  username?: string;
+  password?: string;
+  noProxy?: readonly string[];
+}
+
+/** HTTPS_PROXY and NO_PROXY, or their lower-case forms; credentials only in the URL. */
+function environmentProxy(env: NodeJS.ProcessEnv): ProxySettings {
+  return {
+    url: env.HTTPS_PROXY ?? env.https_proxy,
+    noProxy: (env.NO_PROXY ?? env.no_proxy)?.split(/[,\s]+/),
+  };
 }
 
 /** True when `host:port` is on the no-proxy list (curl's rules, without CIDR ranges). */
@@ -71,12 +82,13 @@ export function bypasses(host: string, port: number, entries: readonly string[])
     let entry = raw.trim().toLowerCase();
     if (!entry) continue;
     if (entry === "*") return true;
-    const withPort = /^(.*):(\d+)$/.exec(entry);
-    if (withPort?.[1] && !withPort[1].includes(":")) {
+    // name:port or [IPv6]:port; a bare IPv6 address has colons of its own and no port.
+    const withPort = /^(\[[^\]]*\]|[^:]+):(\d+)$/.exec(entry);
+    if (withPort?.[1]) {
       if (Number(withPort[2]) !== port) continue;
       entry = withPort[1];
     }
-    entry = entry.replace(/^\*?\./, "");
+    entry = entry.replace(/^\[|\]$/g, "").replace(/^\*?\./, "");
     if (name === entry || name.endsWith(`.${entry}`)) return true;
   }
   return false;

@@ -2,6 +2,7 @@
 // "NotConnectedError: rhea: connection disconnected". Before such an error reaches the user, one TLS handshake
 // with the same trust settings finds the real reason ("self-signed certificate in certificate chain",
 // "connection refused"), so a wrong CA or endpoint is named instead of hidden behind a retry loop.
+import { isIP } from "node:net";
 import { connect } from "node:tls";
 
 export const DEFAULT_PORTS = { amqp: 5671, "amqp-ws": 443, https: 443, mqtt: 8883 } as const;
@@ -14,9 +15,11 @@ export function tlsProblem(
   timeoutMs = 5000,
 ): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const servername = /^[\d.]+$|:/.test(host) ? undefined : host;
+    // An IPv6 address comes in brackets from host:port; SNI takes a name only (Node refuses an address there).
+    const address = host.replace(/^\[|\]$/g, "");
+    const servername = isIP(address) ? undefined : address;
     const socket = connect({
-      host: host.replace(/^\[|\]$/g, ""),
+      host: address,
       port,
       ...(ca ? { ca } : {}),
       ...(servername ? { servername } : {}),

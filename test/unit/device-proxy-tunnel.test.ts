@@ -1,29 +1,37 @@
 // The CONNECT tunnel agent against a small HTTP proxy on loopback (node:http's 'connect' event): the request it
-// sends (target, Basic credentials only when configured), TLS end to end inside the tunnel with SNI for names
-// only, and each failure named with its proxy, target and status.
+// sends (target, Basic credentials only when configured), TLS end to end inside the tunnel (the target's
+// certificate checked against the target, SNI for names only, bytes that come with the proxy's answer handed to
+// TLS), one tunnel per request, and each failure named with its proxy, target and status.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createNetServer, connect as netConnect, type Socket } from "node:net";
-import { request as httpsRequest } from "node:https";
+import { createServer as createHttpsServer, request as httpsRequest, type RequestOptions } from "node:https";
 import { createServer as createTlsServer } from "node:tls";
 import { ProxyError, ProxyTunnelAgent, type ResolvedProxy } from "../../src/device/proxy.js";
 import { createTestPki } from "../support/test-certs.js";
 
 const pki = createTestPki();
 
-async function listening(server: Server | ReturnType<typeof createNetServer>): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+async function listening(
+  server: Server | ReturnType<typeof createNetServer>,
+  address = "127.0.0.1",
+): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   return (server.address() as { port: number }).port;
 }
 
 /** A TLS server that answers "hello" and records the SNI it was sent. */
-async function target(): Promise<{ port: number; servernames: string[]; close: () => void }> {
+async function target({ cert = pki.serverCert, key = pki.serverKey } = {}): Promise<{
+  port: number;
+  servernames: string[];
+  close: () => void;
+}> {
   const servernames: string[] = [];
   const server = createTlsServer(
     {
-      cert: pki.serverCert,
-      key: pki.serverKey,
+      cert,
+      key,
       SNICallback: (name, done) => {
         servernames.push(name);
         done(null, undefined);
@@ -35,8 +43,18 @@ async function target(): Promise<{ port: number; servernames: string[]; close: (
   return { port, servernames, close: () => server.close() };
 }
 
-/** A CONNECT proxy: answers `status`, and on 200 pipes the tunnel to the target it was asked for. */
-async function proxy(status = 200): Promise<{
+/**
+ * A CONNECT proxy: answers `status` (with `reason`, or none), and on 200 pipes the tunnel to the target it was
+ * asked for, sending `early` bytes in the same write as its answer. Listens on `address`.
+ */
+async function proxy(
+  status = 200,
+  {
+    reason = status === 200 ? "Connection established" : "Nope",
+    early = Buffer.alloc(0),
+    address = "127.0.0.1",
+  } = {},
+): Promise<{
   port: number;
   requests: Array<{ url: string | undefined; headers: IncomingMessage["headers"] }>;
   close: () => void;
@@ -47,13 +65,14 @@ async function proxy(status = 200): Promise<{
   server.on("connect", (request: IncomingMessage, client: Socket, head: Buffer) => {
     requests.push({ url: request.url, headers: request.headers });
     sockets.push(client);
+    const answer = `HTTP/1.1 ${status}${reason ? ` ${reason}` : ""}\r\n\r\n`;
     if (status !== 200) {
-      client.end(`HTTP/1.1 ${status} Nope\r\n\r\n`);
+      client.end(answer);
       return;
     }
     const [host, port] = (request.url ?? "").split(/:(?=\d+$)/);
     const upstream = netConnect(Number(port), host.replace(/^\[|\]$/g, ""), () => {
-      client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+      client.write(Buffer.concat([Buffer.from(answer), early]));
       if (head.length > 0) upstream.write(head);
       upstream.pipe(client).pipe(upstream);
     });
@@ -61,7 +80,7 @@ async function proxy(status = 200): Promise<{
     upstream.on("error", () => client.destroy());
     client.on("error", () => upstream.destroy());
   });
-  const port = await listening(server);
+  const port = await listening(server, address);
   return {
     port,
     requests,
@@ -73,13 +92,22 @@ async function proxy(status = 200): Promise<{
 }
 
 /** One HTTPS GET through the agent; resolves with the body, or rejects with what the agent gave. */
-function get(agent: ProxyTunnelAgent, host: string, port: number, ca?: string): Promise<string> {
+function get(
+  agent: ProxyTunnelAgent,
+  host: string,
+  port: number,
+  ca?: string,
+  options: RequestOptions = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const request = httpsRequest({ host, port, path: "/", agent, ...(ca ? { ca } : {}) }, (response) => {
-      let body = "";
-      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
-      response.on("end", () => resolve(body));
-    });
+    const request = httpsRequest(
+      { host, port, path: "/", agent, ...(ca ? { ca } : {}), ...options },
+      (response) => {
+        let body = "";
+        response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+        response.on("end", () => resolve(body));
+      },
+    );
     request.on("error", reject);
     request.end();
   });
@@ -157,6 +185,7 @@ describe("proxy tunnel agent", () => {
           get(agent, "hub.example", 443),
           (e: unknown) =>
             e instanceof ProxyError &&
+            e.name === "ProxyError" &&
             e.proxyStatus === status &&
             e.message ===
               `the HTTP proxy 127.0.0.1:${p.port} refused the tunnel to hub.example:443: ${status} Nope${hint}`,
@@ -209,5 +238,97 @@ describe("proxy tunnel agent", () => {
         e instanceof ProxyError && e.message.startsWith("cannot reach the HTTP proxy [::1]:1: "),
     );
     agent.destroy();
+  });
+  it("names a refusal that comes without a reason phrase by its status alone", async () => {
+    const p = await proxy(403, { reason: "" });
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      await assert.rejects(
+        get(agent, "hub.example", 443),
+        (e: unknown) =>
+          e instanceof ProxyError &&
+          e.message === `the HTTP proxy 127.0.0.1:${p.port} refused the tunnel to hub.example:443: 403`,
+      );
+      agent.destroy();
+    } finally {
+      p.close();
+    }
+  });
+
+  it("hands bytes that come with the proxy's answer to TLS: the target's alert ends the handshake", async () => {
+    const t = await target();
+    // A TLS record: fatal alert, handshake_failure. Were it dropped, the handshake with the target would succeed.
+    const p = await proxy(200, { early: Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]) });
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      await assert.rejects(get(agent, "localhost", t.port, pki.caCert), /handshake failure|alert/i);
+      agent.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("sends the request's own server name as SNI, and never an address", async () => {
+    const t = await target();
+    const p = await proxy();
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      // Reached by address, verified and named by the server name the request gives.
+      assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert, { servername: "localhost" }), "hello");
+      assert.deepEqual(t.servernames, ["localhost"]);
+      assert.equal(await get(agent, "localhost", t.port, pki.caCert, { servername: "127.0.0.1" }), "hello");
+      assert.deepEqual(t.servernames, ["localhost"]);
+      agent.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("checks the target's certificate against the target, not the proxy", async () => {
+    // The certificate names 127.0.0.1 only; the proxy is reached at another loopback address.
+    const t = await target(pki.issueServerCertForIp("127.0.0.1"));
+    const p = await proxy(200, { address: "127.0.0.57" });
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.57", port: p.port });
+      assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert), "hello");
+      agent.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("applies its own TLS options (the trusted CA) inside the tunnel", async () => {
+    const t = await target();
+    const p = await proxy();
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port }, { ca: pki.caCert });
+      assert.equal(await get(agent, "localhost", t.port), "hello");
+      agent.destroy();
+    } finally {
+      p.close();
+      t.close();
+    }
+  });
+
+  it("opens a tunnel of its own for each request, even to a target that keeps connections open", async () => {
+    const server = createHttpsServer({ cert: pki.serverCert, key: pki.serverKey }, (_request, response) =>
+      response.end("hello"),
+    );
+    const port = await listening(server);
+    const p = await proxy();
+    try {
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+      assert.equal(await get(agent, "localhost", port, pki.caCert), "hello");
+      assert.equal(await get(agent, "localhost", port, pki.caCert), "hello");
+      assert.equal(p.requests.length, 2);
+      agent.destroy();
+    } finally {
+      p.close();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

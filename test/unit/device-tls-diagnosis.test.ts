@@ -4,14 +4,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
 import { createServer as createTlsServer } from "node:tls";
 import { isOpaqueConnectionFailure, tlsProblem } from "../../src/device/tls-diagnosis.js";
 import { createTestPki } from "../support/test-certs.js";
 
 const pki = createTestPki();
+const hasIpv6Loopback = Object.values(networkInterfaces()).some((addresses) =>
+  addresses?.some((address) => address.internal && address.address === "::1"),
+);
 
-async function listening(server: Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+async function listening(server: Server, address = "127.0.0.1"): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   return (server.address() as { port: number }).port;
 }
 
@@ -45,6 +49,39 @@ describe("TLS diagnosis", () => {
     } finally {
       await closed(server);
     }
+  });
+
+  it(
+    "takes an IPv6 address in brackets (as host:port gives it), with no SNI",
+    {
+      skip: hasIpv6Loopback ? false : "no IPv6 loopback on this machine",
+    },
+    async () => {
+      const { cert, key } = pki.issueServerCertForIp("::1");
+      const servernames: string[] = [];
+      const server = createTlsServer({
+        cert,
+        key,
+        SNICallback: (servername, done) => {
+          servernames.push(servername);
+          done(null, undefined);
+        },
+      });
+      const port = await listening(server, "::1");
+      try {
+        assert.equal(await tlsProblem("[::1]", port, pki.caCert), undefined);
+        assert.deepEqual(servernames, []);
+      } finally {
+        await closed(server);
+      }
+    },
+  );
+
+  it("names a host name that does not resolve", async () => {
+    // Under .invalid (RFC 6761: never resolves), with an empty label, which the system resolver refuses itself
+    // without asking a DNS server: the test needs no network.
+    const host = "no-such-hub..invalid";
+    assert.equal(await tlsProblem(host, 443, pki.caCert), `the host name ${host} is unknown`);
   });
 
   it("names an untrusted certificate when the CA is not given", async () => {
