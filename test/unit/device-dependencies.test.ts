@@ -1,0 +1,270 @@
+// The configuration check field by field, and what the real dependencies do before the first byte reaches
+// DPS or the hub: the identity of a direct connection, the registration id, the proxy rules of each transport.
+import { describe, it, before } from "node:test";
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { createServer } from "node:net";
+import { checkConfig, sdkDependencies } from "../../src/device/dependencies.js";
+import { ConfigurationError, ValidationError } from "../../src/device/errors.js";
+import type { AttestationConfig, DeviceSessionConfig } from "../../src/device/config.js";
+
+const key = Buffer.alloc(32, 3).toString("base64");
+const dps = { idScope: "0ne00012345" };
+const symmetric: AttestationConfig = { kind: "symmetricKey", registrationId: "dev-1", key };
+const tpm: AttestationConfig = { kind: "tpm", connection: { kind: "device" } };
+
+function refused(
+  config: unknown,
+  message: RegExp | string,
+  kind: new (...args: never[]) => Error = ConfigurationError,
+): void {
+  assert.throws(
+    () => checkConfig(config as DeviceSessionConfig),
+    (error: Error) =>
+      error instanceof kind &&
+      (typeof message === "string" ? error.message === message : message.test(error.message)),
+  );
+}
+
+function direct(hostName: unknown, deviceId: unknown, attestation?: AttestationConfig): unknown {
+  return { hub: { direct: { hostName, deviceId } }, attestation };
+}
+
+const plainKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+  type: "pkcs8",
+  format: "pem",
+}) as string;
+const encryptedKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+  type: "pkcs8",
+  format: "pem",
+  cipher: "aes-256-cbc",
+  passphrase: "open sesame",
+}) as string;
+const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+describe("checkConfig", () => {
+  it("refuses a missing config, attestation or DPS settings by name", () => {
+    for (const config of [null, undefined, "config"]) refused(config, "device session config is required");
+    refused({ dps }, "attestation is required (tpm, symmetricKey or x509)");
+    refused({ attestation: symmetric }, "dps settings are required (idScope, endpoint, transport)");
+    refused({ dps, attestation: { kind: "tpm" } }, "a TPM attestation needs its TPM connection");
+  });
+
+  it("lists the hub transports when one is unknown", () => {
+    refused(
+      { dps, attestation: symmetric, hub: { transport: "coap" } },
+      'unknown hub transport "coap": use amqp, amqp-ws, mqtt, mqtt-ws',
+    );
+  });
+
+  it("takes each DPS transport; TPM anything but MQTT; a port except over amqp-ws", () => {
+    for (const transport of ["amqp", "amqp-ws", "https", "mqtt"] as const) {
+      assert.doesNotThrow(() => checkConfig({ dps: { ...dps, transport }, attestation: symmetric }));
+    }
+    for (const transport of ["amqp", "https"] as const) {
+      assert.doesNotThrow(() =>
+        checkConfig({ dps: { ...dps, transport, globalEndpoint: "localhost:8443" }, attestation: tpm }),
+      );
+    }
+    assert.doesNotThrow(() =>
+      checkConfig({ dps: { ...dps, transport: "amqp-ws", globalEndpoint: "dps.example" }, attestation: tpm }),
+    );
+  });
+
+  it("checks a configured TPM registration id, and the registration id of a key or certificate with DPS", () => {
+    refused(
+      { dps, attestation: { ...tpm, registrationId: "bad id" } },
+      /registration id "bad id"/,
+      ValidationError,
+    );
+    assert.doesNotThrow(() => checkConfig({ dps, attestation: { ...tpm, registrationId: "gw-1" } }));
+    refused({ dps, attestation: { ...symmetric, registrationId: "dev%1" } }, /not valid/, ValidationError);
+    refused(
+      { dps, attestation: { kind: "x509", registrationId: "dev%1", cert, key: plainKey } },
+      /not valid/,
+      ValidationError,
+    );
+  });
+
+  it("takes a group key, and refuses a key that is not text", () => {
+    assert.doesNotThrow(() =>
+      checkConfig({ dps, attestation: { kind: "symmetricKey", registrationId: "dev-1", groupKey: key } }),
+    );
+    refused(
+      { dps, attestation: { kind: "symmetricKey", registrationId: "dev-1", key: 42 } },
+      "a symmetric key attestation needs a base64 key",
+    );
+  });
+
+  it("needs both the certificate and the key, and opens the key (with its passphrase) once", () => {
+    const needs = "an X.509 attestation needs the device certificate and its private key (PEM)";
+    refused({ dps, attestation: { kind: "x509", registrationId: "d", cert, key: "" } }, needs);
+    refused({ dps, attestation: { kind: "x509", registrationId: "d", cert: "", key: plainKey } }, needs);
+    assert.doesNotThrow(() =>
+      checkConfig({ dps, attestation: { kind: "x509", registrationId: "d", cert, key: plainKey } }),
+    );
+    assert.doesNotThrow(() =>
+      checkConfig({
+        dps,
+        attestation: {
+          kind: "x509",
+          registrationId: "d",
+          cert,
+          key: encryptedKey,
+          passphrase: "open sesame",
+        },
+      }),
+    );
+    refused(
+      { dps, attestation: { kind: "x509", registrationId: "d", cert, key: "not a key" } },
+      "the X.509 private key is not a readable PEM key (ERR_OSSL_UNSUPPORTED)",
+    );
+  });
+});
+
+describe("checkConfig of a direct hub connection", () => {
+  it("takes the device id with the hub's own rules, not DPS's", () => {
+    assert.doesNotThrow(() =>
+      checkConfig(
+        direct("hub.example", "dev%1", { ...symmetric, registrationId: "dev%1" }) as DeviceSessionConfig,
+      ),
+    );
+    assert.doesNotThrow(() =>
+      checkConfig(
+        direct("hub.example", "dev%1", {
+          kind: "x509",
+          registrationId: "dev%1",
+          cert,
+          key: plainKey,
+        }) as DeviceSessionConfig,
+      ),
+    );
+  });
+
+  it("takes a host name with a port or surrounding spaces, and refuses anything else", () => {
+    for (const hostName of ["localhost:5671", " hub.example ", "my-hub.azure-devices.net"]) {
+      assert.doesNotThrow(() => checkConfig(direct(hostName, "dev-1", symmetric) as DeviceSessionConfig));
+    }
+    for (const hostName of [
+      undefined,
+      "!hub.example",
+      "hub.example!",
+      "hub.example:",
+      "hub.example:123456",
+    ]) {
+      refused(
+        direct(hostName, "dev-1", symmetric),
+        "the hub host name is required, e.g. my-hub.azure-devices.net",
+      );
+    }
+  });
+
+  it("refuses a missing device id or one with other characters, anywhere in it", () => {
+    const message = "the device id is required: up to 128 letters, digits and - . % _ * ? ! ( ) , : = @ $ '";
+    for (const deviceId of [undefined, 7, "#dev", "dev#", "d".repeat(129)]) {
+      refused(direct("hub.example", deviceId, symmetric), message);
+    }
+  });
+
+  it("names a missing attestation after the identity is checked", () => {
+    refused(direct("hub.example", "dev-1"), "attestation is required (tpm, symmetricKey or x509)");
+  });
+});
+
+/** A loopback port nothing listens on: one the system gave out and that was closed again. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe("sdkDependencies before the network", () => {
+  let port = 0;
+  before(async () => {
+    port = await closedPort();
+  });
+  const signal = new AbortController().signal;
+
+  it("hands back a direct identity at once, the host name trimmed", async () => {
+    const dependencies = sdkDependencies({
+      hub: { direct: { hostName: " hub.example ", deviceId: "dev-1" } },
+      attestation: symmetric,
+    });
+    assert.deepEqual(await dependencies.provision(signal), {
+      registrationId: "dev-1",
+      assignedHub: "hub.example",
+      deviceId: "dev-1",
+    });
+    assert.equal(await dependencies.registrationId(), "dev-1");
+    await dependencies.dispose();
+  });
+
+  it("names the configured TPM registration id without opening the TPM", async () => {
+    const dependencies = sdkDependencies({ dps, attestation: { ...tpm, registrationId: "gw-7" } });
+    assert.equal(await dependencies.registrationId(), "gw-7");
+    await dependencies.dispose();
+  });
+
+  it("refuses to provision without DPS settings", async () => {
+    const dependencies = sdkDependencies({ attestation: symmetric });
+    await assert.rejects(dependencies.provision(signal), /dps settings are required/);
+  });
+
+  for (const attestation of [
+    symmetric,
+    { kind: "symmetricKey", registrationId: "dev-1", groupKey: key } as const,
+    { kind: "x509", registrationId: "dev-1", cert, key: encryptedKey, passphrase: "open sesame" } as const,
+  ]) {
+    it(`${attestation.kind}${"groupKey" in attestation ? " (group)" : ""}: without a proxy plain AMQP dials the hub`, async () => {
+      const dependencies = sdkDependencies({ dps, attestation });
+      await assert.rejects(
+        dependencies.connect({ assignedHub: `127.0.0.1:${port}`, deviceId: "dev-1" }, signal),
+        (error: Error) => !(error instanceof ConfigurationError),
+      );
+    });
+  }
+
+  it("a proxy applies to the hub's default AMQP port: refused, naming the transport", async () => {
+    const dependencies = sdkDependencies({
+      dps,
+      proxy: { url: "http://proxy.plant:3128", noProxy: ["other.example:5671"] },
+      attestation: symmetric,
+    });
+    await assert.rejects(
+      dependencies.connect({ assignedHub: "hub.example", deviceId: "dev-1" }, signal),
+      (error: Error) =>
+        error instanceof ConfigurationError &&
+        error.message ===
+          "an HTTP proxy carries only WebSocket: choose the amqp-ws or mqtt-ws hub transport, not amqp",
+    );
+  });
+
+  it("a no-proxy entry for the hub's default AMQP port lets plain AMQP dial the hub", async () => {
+    const dependencies = sdkDependencies({
+      dps,
+      proxy: { url: "http://proxy.plant:3128", noProxy: ["localhost:5671"] },
+      attestation: symmetric,
+      options: { connectTimeoutMs: 2_000 },
+    });
+    await assert.rejects(
+      dependencies.connect({ assignedHub: "localhost", deviceId: "dev-1" }, signal),
+      (error: Error) => !(error instanceof ConfigurationError),
+    );
+  });
+
+  it("over amqp-ws a proxy that cannot be reached is the error, not the transport's", async () => {
+    const dependencies = sdkDependencies({
+      dps,
+      hub: { transport: "amqp-ws" },
+      proxy: { url: `http://127.0.0.1:${port}` },
+      attestation: symmetric,
+    });
+    await assert.rejects(
+      dependencies.connect({ assignedHub: "hub.example", deviceId: "dev-1" }, signal),
+      (error: Error) =>
+        error.name === "ProxyError" && error.message.startsWith("cannot reach the HTTP proxy"),
+    );
+  });
+});
