@@ -3,7 +3,10 @@
 import { describe, it, before } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { createServer } from "node:net";
+import { createServer, type Server } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { createPrivateKey } from "node:crypto";
+import { createTestPki } from "../support/test-certs.js";
 import { checkConfig, sdkDependencies } from "../../src/device/dependencies.js";
 import { ConfigurationError, ValidationError } from "../../src/device/errors.js";
 import type { AttestationConfig, DeviceSessionConfig } from "../../src/device/config.js";
@@ -265,6 +268,141 @@ describe("sdkDependencies before the network", () => {
       dependencies.connect({ assignedHub: "hub.example", deviceId: "dev-1" }, signal),
       (error: Error) =>
         error.name === "ProxyError" && error.message.startsWith("cannot reach the HTTP proxy"),
+    );
+  });
+});
+
+/** A loopback server that accepts connections and never answers. */
+async function silentServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer(() => {});
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+describe("sdkDependencies on the wire", () => {
+  const pki = createTestPki();
+
+  /** A TLS server on loopback that records the client certificate's CN of each handshake, then hangs up. */
+  async function hub(): Promise<{ port: number; seen: string[]; close: () => void }> {
+    const seen: string[] = [];
+    const server = createTlsServer(
+      { cert: pki.serverCert, key: pki.serverKey, requestCert: true, rejectUnauthorized: false },
+      (socket: TLSSocket) => {
+        const subject = socket.getPeerCertificate().subject as { CN?: string } | undefined;
+        seen.push(subject?.CN ?? "(no certificate)");
+        socket.destroy();
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return { port: (server.address() as { port: number }).port, seen, close: () => server.close() };
+  }
+
+  it("x509 with a passphrase: the hub's own CA is trusted and the decrypted key proves the certificate", async () => {
+    const device = pki.issueClientCert("dev-1");
+    const passphrase = "open sesame";
+    const key = createPrivateKey(device.key)
+      .export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase })
+      .toString();
+    const server = await hub();
+    try {
+      const dependencies = sdkDependencies({
+        hub: { direct: { hostName: `localhost:${server.port}`, deviceId: "dev-1" }, ca: pki.caCert },
+        attestation: { kind: "x509", registrationId: "dev-1", cert: device.cert, key, passphrase },
+      });
+      const identity = await dependencies.provision(new AbortController().signal);
+      await assert.rejects(dependencies.connect(identity, new AbortController().signal));
+      assert.deepEqual(server.seen, ["dev-1"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("a symmetric key: the DPS settings' CA is trusted for the hub too", async () => {
+    const server = await hub();
+    try {
+      const dependencies = sdkDependencies({ dps: { ...dps, ca: pki.caCert }, attestation: symmetric });
+      await assert.rejects(
+        dependencies.connect(
+          { assignedHub: `localhost:${server.port}`, deviceId: "dev-1" },
+          new AbortController().signal,
+        ),
+      );
+      assert.deepEqual(server.seen, ["(no certificate)"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("gives up opening the hub connection after connectTimeoutMs", { timeout: 20_000 }, async () => {
+    const { server, port } = await silentServer();
+    try {
+      const dependencies = sdkDependencies({
+        hub: { direct: { hostName: `127.0.0.1:${port}`, deviceId: "dev-1" } },
+        attestation: symmetric,
+        options: { connectTimeoutMs: 300 },
+      });
+      await assert.rejects(
+        dependencies.connect(
+          { assignedHub: `127.0.0.1:${port}`, deviceId: "dev-1" },
+          new AbortController().signal,
+        ),
+      );
+    } finally {
+      server.close();
+    }
+  });
+
+  it("gives up a DPS registration after provisioningTimeoutMs", { timeout: 20_000 }, async () => {
+    const { server, port } = await silentServer();
+    try {
+      const dependencies = sdkDependencies({
+        dps: { ...dps, globalEndpoint: `127.0.0.1:${port}`, transport: "https" },
+        attestation: symmetric,
+        options: { provisioningTimeoutMs: 300 },
+      });
+      await assert.rejects(dependencies.provision(new AbortController().signal));
+    } finally {
+      server.close();
+    }
+  });
+
+  it("provisions over AMQP by default, at the configured endpoint, with a group key's derived key", async () => {
+    const port = await closedPort();
+    const dependencies = sdkDependencies({
+      dps: { ...dps, globalEndpoint: `127.0.0.1:${port}` },
+      attestation: { kind: "symmetricKey", registrationId: "dev-1", groupKey: key },
+    });
+    await assert.rejects(dependencies.provision(new AbortController().signal), (error: Error) =>
+      error.message.includes(`nothing listens on 127.0.0.1:${port} (connection refused)`),
+    );
+  });
+
+  it("provisions over HTTPS when asked, with an X.509 certificate", async () => {
+    const port = await closedPort();
+    const device = pki.issueClientCert("dev-1");
+    const dependencies = sdkDependencies({
+      dps: { ...dps, globalEndpoint: `127.0.0.1:${port}`, transport: "https" },
+      attestation: { kind: "x509", registrationId: "dev-1", cert: device.cert, key: device.key },
+    });
+    await assert.rejects(dependencies.provision(new AbortController().signal), (error: Error) =>
+      error.message.includes(`ECONNREFUSED 127.0.0.1:${port}`),
+    );
+  });
+
+  it("provisions over HTTPS through the proxy, unless the DPS host's port 443 is on the no-proxy list", async () => {
+    const proxyPort = await closedPort();
+    const config = (noProxy: string[]): DeviceSessionConfig => ({
+      dps: { ...dps, globalEndpoint: "127.0.0.1", transport: "https" },
+      proxy: { url: `http://127.0.0.1:${proxyPort}`, noProxy },
+      attestation: symmetric,
+    });
+    await assert.rejects(
+      sdkDependencies(config([])).provision(new AbortController().signal),
+      (error: Error) => error.message.includes(`127.0.0.1:${proxyPort}`),
+    );
+    await assert.rejects(
+      sdkDependencies(config(["127.0.0.1:443"])).provision(new AbortController().signal),
+      (error: Error) => error.message.includes("127.0.0.1:443") && !error.message.includes(String(proxyPort)),
     );
   });
 });
