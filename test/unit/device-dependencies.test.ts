@@ -406,3 +406,46 @@ describe("sdkDependencies on the wire", () => {
     );
   });
 });
+
+describe("sdkDependencies with a TPM", () => {
+  /** A TPM simulator address where nothing listens: every use of the TPM fails, naming it. */
+  async function unreachableTpm(): Promise<AttestationConfig & { kind: "tpm" }> {
+    return { kind: "tpm", connection: { kind: "mssim", host: "127.0.0.1", port: await closedPort() } };
+  }
+
+  it("reads the registration id from the TPM when none is configured", async () => {
+    const dependencies = sdkDependencies({ dps, attestation: await unreachableTpm() });
+    await assert.rejects(dependencies.registrationId(), (error: Error) => error.name === "TpmError");
+    await dependencies.dispose();
+  });
+
+  it("provisions with the TPM as the security device", async () => {
+    const port = await closedPort();
+    const dependencies = sdkDependencies({
+      dps: { ...dps, globalEndpoint: `127.0.0.1:${port}` },
+      attestation: { ...(await unreachableTpm()), registrationId: "gw-1" },
+    });
+    await assert.rejects(
+      dependencies.provision(new AbortController().signal),
+      (error: Error) =>
+        error.name === "ProvisioningError" && error.message.includes("TpmError: TPM simulator"),
+    );
+    await dependencies.dispose();
+  });
+
+  it("signs the hub's token with the TPM", async () => {
+    const port = await closedPort();
+    const dependencies = sdkDependencies({
+      dps,
+      attestation: { ...(await unreachableTpm()), registrationId: "gw-1" },
+    });
+    await assert.rejects(
+      dependencies.connect(
+        { assignedHub: `127.0.0.1:${port}`, deviceId: "gw-1" },
+        new AbortController().signal,
+      ),
+      (error: Error) => !(error instanceof ConfigurationError) && /credentials/.test(error.message),
+    );
+    await dependencies.dispose();
+  });
+});
