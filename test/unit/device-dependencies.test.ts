@@ -6,6 +6,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { createServer, type Server } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { createPrivateKey } from "node:crypto";
+import { createServer as createHttpsServer } from "node:https";
 import { createTestPki } from "../support/test-certs.js";
 import { checkConfig, sdkDependencies } from "../../src/device/dependencies.js";
 import { ConfigurationError, ValidationError } from "../../src/device/errors.js";
@@ -447,5 +448,71 @@ describe("sdkDependencies with a TPM", () => {
       (error: Error) => !(error instanceof ConfigurationError) && /credentials/.test(error.message),
     );
     await dependencies.dispose();
+  });
+});
+
+describe("sdkDependencies: what DPS is sent over HTTPS", () => {
+  const pki = createTestPki();
+
+  /** An HTTPS "DPS" on loopback that records each request (path and JSON body) and answers 500. */
+  async function dpsServer(): Promise<{
+    port: number;
+    requests: { url: string; body: unknown }[];
+    close: () => void;
+  }> {
+    const requests: { url: string; body: unknown }[] = [];
+    const server = createHttpsServer({ cert: pki.serverCert, key: pki.serverKey }, (request, response) => {
+      const chunks: Buffer[] = [];
+      request.on("data", (chunk: Buffer) => chunks.push(chunk));
+      request.on("end", () => {
+        requests.push({
+          url: request.url ?? "",
+          body: JSON.parse(Buffer.concat(chunks).toString() || "null"),
+        });
+        response.writeHead(500, { "content-type": "application/json" }).end('{"message":"test"}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return { port: (server.address() as { port: number }).port, requests, close: () => server.close() };
+  }
+
+  async function registration(config: Partial<DeviceSessionConfig>, port: number): Promise<void> {
+    const dependencies = sdkDependencies({
+      dps: {
+        idScope: " 0ne00012345 ",
+        globalEndpoint: `localhost:${port}`,
+        transport: "https",
+        ca: pki.caCert,
+      },
+      attestation: symmetric,
+      ...config,
+    });
+    await assert.rejects(dependencies.provision(new AbortController().signal));
+  }
+
+  it("registers at the trimmed ID scope, with the payload and the model id, or none at all", async () => {
+    const server = await dpsServer();
+    try {
+      await registration(
+        { provisioningPayload: { site: "north" }, modelId: "dtmi:com:example:Gw;1" },
+        server.port,
+      );
+      await registration({ modelId: "dtmi:com:example:Gw;1" }, server.port);
+      await registration({ provisioningPayload: { site: "north" } }, server.port);
+      await registration({}, server.port);
+      const sent = server.requests.map(({ url, body }) => ({
+        path: url.split("?")[0],
+        payload: (body as { payload?: unknown }).payload,
+      }));
+      const path = "/0ne00012345/registrations/dev-1/register";
+      assert.deepEqual(sent, [
+        { path, payload: { site: "north", modelId: "dtmi:com:example:Gw;1" } },
+        { path, payload: { modelId: "dtmi:com:example:Gw;1" } },
+        { path, payload: { site: "north" } },
+        { path, payload: undefined },
+      ]);
+    } finally {
+      server.close();
+    }
   });
 });
