@@ -34,6 +34,7 @@ const testFiles = [
   "test/integration/dps-*.test.ts",
   "test/integration/hub-authentication.test.ts",
   "test/integration/device-session.test.ts",
+  "test/integration/device-dependencies-tpm.test.ts",
   "test/integration/fault-suite.test.ts",
 ];
 

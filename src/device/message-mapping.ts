@@ -27,10 +27,7 @@ export interface TelemetryOptions {
 
 /** Builds the SDK message; throws ValidationError for anything IoT Hub would refuse. */
 export function toHubMessage(payload: TelemetryPayload, options: TelemetryOptions = {}): Message {
-  const properties = options.properties ?? {};
-  if (typeof properties !== "object" || properties === null || Array.isArray(properties)) {
-    throw new ValidationError("telemetry properties must be an object of names to values");
-  }
+  const properties = propertyTexts(options.properties ?? {});
   const body = telemetryBody(payload);
   checkTelemetrySize(body, properties);
   const isObject = typeof payload === "object" && !Buffer.isBuffer(payload);
@@ -51,6 +48,17 @@ export function toHubMessage(payload: TelemetryPayload, options: TelemetryOption
     message.properties.add(COMPONENT_PROPERTY, options.component);
   }
 
+  for (const [name, text] of Object.entries(properties)) message.properties.add(name, text);
+  return message;
+}
+
+/** The application properties as they are sent: names to text, leaving out those whose value is undefined or null. */
+function propertyTexts(properties: unknown): Record<string, string> {
+  if (typeof properties !== "object" || properties === null || Array.isArray(properties)) {
+    throw new ValidationError("telemetry properties must be an object of names to values");
+  }
+  // No prototype: a property named "__proto__" is kept as a property like any other.
+  const texts: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [name, value] of Object.entries(properties)) {
     if (value === undefined || value === null) continue;
     if (name === "") throw new ValidationError("telemetry property names must not be empty");
@@ -59,10 +67,10 @@ export function toHubMessage(payload: TelemetryPayload, options: TelemetryOption
         `"${COMPONENT_PROPERTY}" is reserved: pass the component with the component option`,
       );
     }
-    if (typeof value === "object") {
+    if (!["string", "number", "boolean", "bigint"].includes(typeof value)) {
       throw new ValidationError(`telemetry property "${name}" must be a string, number or boolean`);
     }
-    message.properties.add(name, String(value));
+    texts[name] = String(value);
   }
-  return message;
+  return texts;
 }

@@ -77,13 +77,14 @@ export function telemetryBody(payload: unknown): string | Buffer {
   }
 }
 
-/** A body (from telemetryBody) with its application properties fits IoT Hub's 256 KB; returns the size. */
-export function checkTelemetrySize(body: string | Buffer, properties: Record<string, unknown> = {}): number {
+/**
+ * A body (from telemetryBody) with its application properties, names and values as the text they are sent as,
+ * fits IoT Hub's 256 KB; returns the size.
+ */
+export function checkTelemetrySize(body: string | Buffer, properties: Record<string, string> = {}): number {
   let size = Buffer.isBuffer(body) ? body.length : Buffer.byteLength(body);
-  for (const [name, value] of Object.entries(properties)) {
-    if (value === undefined || value === null) continue;
-    size += Buffer.byteLength(name) + Buffer.byteLength(propertyText(value));
-  }
+  for (const [name, value] of Object.entries(properties))
+    size += Buffer.byteLength(name) + Buffer.byteLength(value);
   if (size > Limits.telemetryBytes) {
     throw new ValidationError(
       `telemetry message is ${size} bytes (payload and properties); IoT Hub accepts at most ${Limits.telemetryBytes} bytes (256 KB)`,
@@ -96,16 +97,8 @@ export function checkTelemetrySize(body: string | Buffer, properties: Record<str
  * A telemetry payload is an object (sent as JSON), a string or a Buffer, and together with its
  * application properties fits IoT Hub's 256 KB message limit.
  */
-export function validateTelemetry(payload: unknown, properties: Record<string, unknown> = {}): number {
+export function validateTelemetry(payload: unknown, properties: Record<string, string> = {}): number {
   return checkTelemetrySize(telemetryBody(payload), properties);
-}
-
-/** How an application property value travels: as text. */
-function propertyText(value: unknown): string {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
-    return value.toString();
-  return JSON.stringify(value) ?? "";
 }
 
 /** message-id / correlation-id: at most 128 ASCII characters from IoT Hub's allowed set. */
@@ -137,14 +130,10 @@ export function validateTwinKey(key: string, path = key): void {
 }
 
 /** Nested objects/arrays below the root: {a: 1} is depth 0, {a: {b: 1}} depth 1 (as the hub counts). */
-export function twinDepth(value: unknown): number {
+export function twinDepth(value: object): number {
   let deepest = 0;
-  const children = Array.isArray(value)
-    ? (value as unknown[])
-    : typeof value === "object" && value !== null
-      ? Object.values(value)
-      : [];
-  for (const child of children) {
+  // Object.values of an array is its items.
+  for (const child of Object.values(value) as unknown[]) {
     if (typeof child === "object" && child !== null) deepest = Math.max(deepest, 1 + twinDepth(child));
   }
   return deepest;
@@ -200,7 +189,7 @@ function validateTwinObject(object: Record<string, unknown>, prefix: string, anc
 }
 
 function validateTwinValue(value: unknown, path: string, ancestors: Set<object>): void {
-  if (typeof value === "object" && value !== null && ancestors.has(value)) {
+  if (ancestors.has(value as object)) {
     throw new ValidationError(`twin property "${path}" refers back to an object that contains it (circular)`);
   }
   if (value === null || typeof value === "boolean") return;

@@ -5,12 +5,13 @@ import { ValidationError } from "../../src/device/errors.js";
 import { COMPONENT_PROPERTY, toHubMessage } from "../../src/device/message-mapping.js";
 
 function properties(message: ReturnType<typeof toHubMessage>): Record<string, string> {
-  const out: Record<string, string> = {};
+  const entries: [string, string][] = [];
   for (let i = 0; i < message.properties.count(); i++) {
     const item = message.properties.getItem(i);
-    out[item.key] = String(item.value);
+    entries.push([item.key, String(item.value)]);
   }
-  return out;
+  // fromEntries keeps a key named __proto__ as a property of its own.
+  return Object.fromEntries(entries);
 }
 
 describe("telemetry -> azure-iot-device Message", () => {
@@ -107,5 +108,44 @@ describe("telemetry -> Message edges", () => {
       properties: { kept: "yes", none: undefined, nothing: null } as unknown as Record<string, string>,
     });
     assert.deepEqual(properties(message), { kept: "yes" });
+  });
+
+  it("sends a bigint property as its digits and refuses a function or a symbol", () => {
+    const message = toHubMessage("x", { properties: { big: 12345678901234567890n as unknown as number } });
+    assert.deepEqual(properties(message), { big: "12345678901234567890" });
+    for (const bad of [() => 1, Symbol("s")]) {
+      assert.throws(
+        () => toHubMessage("x", { properties: { bad: bad as unknown as string } }),
+        (error: Error) =>
+          error instanceof ValidationError &&
+          error.message === 'telemetry property "bad" must be a string, number or boolean',
+      );
+    }
+  });
+
+  it("counts each property's text in the 256 KB, and none that is left out", () => {
+    const limit = 256 * 1024;
+    assert.equal(
+      toHubMessage(Buffer.alloc(limit - 5), { properties: { n: 1234 } }).getBytes().length,
+      limit - 5,
+    );
+    assert.throws(() => toHubMessage(Buffer.alloc(limit - 5), { properties: { n: 12345 } }), /262145 bytes/);
+    const gone = { gone: undefined, nothing: null } as unknown as Record<string, string>;
+    assert.doesNotThrow(() => toHubMessage(Buffer.alloc(limit), { properties: gone }));
+  });
+
+  it("names a property of the wrong type rather than the size it would make", () => {
+    const huge = { text: "x".repeat(300 * 1024) } as unknown as string;
+    assert.throws(
+      () => toHubMessage("x", { properties: { huge } }),
+      /"huge" must be a string, number or boolean/,
+    );
+  });
+
+  it("keeps a property named __proto__ (as JSON from a flow can hold)", () => {
+    const message = toHubMessage("x", {
+      properties: JSON.parse('{"__proto__":"p","a":"b"}') as Record<string, string>,
+    });
+    assert.deepEqual(properties(message), { ["__proto__"]: "p", a: "b" });
   });
 });

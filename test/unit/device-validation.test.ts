@@ -38,6 +38,11 @@ describe("ID scope", () => {
     rejects(() => validateIdScope(""), /required/);
     rejects(() => validateIdScope(undefined), /required/);
   });
+
+  it("refuses a scope with anything before 0ne, and calls one of only spaces missing", () => {
+    rejects(() => validateIdScope("x0ne00012345"), /not valid/);
+    rejects(() => validateIdScope("   "), /required/);
+  });
 });
 
 describe("registration id", () => {
@@ -47,6 +52,12 @@ describe("registration id", () => {
     rejects(() => validateRegistrationId("ends-with-dot."), /not valid/);
     rejects(() => validateRegistrationId("x".repeat(129)), /maximum is 128/);
     rejects(() => validateRegistrationId(""), /required/);
+  });
+
+  it("accepts exactly 128 characters and calls a value that is not text missing", () => {
+    assert.equal(validateRegistrationId("r".repeat(128)), "r".repeat(128));
+    rejects(() => validateRegistrationId(undefined), /required/);
+    rejects(() => validateRegistrationId(12345), /required/);
   });
 });
 
@@ -60,6 +71,14 @@ describe("telemetry size", () => {
   it("counts strings as UTF-8 and objects as JSON", () => {
     assert.equal(validateTelemetry("é"), 2);
     assert.equal(validateTelemetry({ a: 1 }), 7);
+  });
+
+  it("counts each property's name and text as UTF-8", () => {
+    assert.equal(validateTelemetry("ab", { unit: "°C", n: "42" }), 2 + 4 + 3 + 1 + 2);
+  });
+
+  it("sends an object whose JSON is nothing as an empty body", () => {
+    assert.equal(validateTelemetry({ toJSON: () => undefined }), 0);
   });
 
   it("refuses a missing or unserialisable payload", () => {
@@ -79,6 +98,7 @@ describe("message ids", () => {
       "abc-123:x.y+z%_#*?!(),=@;$'",
     );
     rejects(() => validateMessageId("a".repeat(129), "messageId"), /1 to 128/);
+    assert.equal(validateMessageId("a".repeat(128), "correlationId"), "a".repeat(128));
     rejects(() => validateMessageId("has space", "correlationId"), /correlationId/);
   });
 });
@@ -92,6 +112,14 @@ describe("twin keys", () => {
     rejects(() => validateTwinKey("k".repeat(1025)), /1024 bytes/);
     assert.doesNotThrow(() => validateTwinKey("k".repeat(1024)));
     rejects(() => validateTwinKey(""), /empty/);
+  });
+
+  it("quotes only the first 64 characters of a name that is too long", () => {
+    assert.throws(
+      () => validateTwinKey("k".repeat(1025)),
+      (error: Error) =>
+        error.message.includes(`"${"k".repeat(64)}..."`) && !error.message.includes("k".repeat(65)),
+    );
   });
 });
 
@@ -108,6 +136,23 @@ describe("twin patches", () => {
     assert.throws(() => validateTwinPatch({ list }), /circular/);
     const shared = { x: 1 };
     assert.doesNotThrow(() => validateTwinPatch({ one: shared, two: shared }));
+  });
+
+  it("names a patch that refers back to itself at the first property that does", () => {
+    const patch: Record<string, unknown> = { a: 1 };
+    patch.self = patch;
+    assert.throws(
+      () => validateTwinPatch(patch),
+      (error: Error) =>
+        error instanceof ValidationError && /^twin property "self" refers back/.test(error.message),
+    );
+  });
+
+  it("checks each item of an array and names it by its index", () => {
+    rejects(
+      () => validateTwinPatch({ list: [1, Number.NaN] }),
+      /^twin property "list\[1\]" is not a finite number$/,
+    );
   });
 
   it("accepts a plain object, with null meaning delete", () => {
@@ -134,6 +179,7 @@ describe("twin patches", () => {
 
   it("allows 10 levels of nesting and refuses 11", () => {
     assert.equal(twinDepth(nested(10)), 10);
+    assert.equal(twinDepth({ a: null, b: [1, { c: null }] }), 2);
     assert.doesNotThrow(() => validateTwinPatch(nested(10)));
     rejects(() => validateTwinPatch(nested(11)), /nested 11 levels deep; the maximum is 10/);
   });
@@ -146,8 +192,18 @@ describe("twin patches", () => {
     rejects(() => validateTwinPatch(patch), /bytes; IoT Hub accepts at most 32768 bytes/);
   });
 
+  it("accepts exactly 32 KB and refuses one byte more; counts an array's items, not its indexes", () => {
+    assert.equal(twinSize({ list: [1, "ab"] }), 4 + 8 + 2);
+    const patch: Record<string, unknown> = {};
+    for (let i = 0; i < 8; i++) patch[`k${i}`] = "x".repeat(4094);
+    assert.equal(twinSize(patch), 32 * 1024);
+    assert.equal(validateTwinPatch(patch), patch);
+    rejects(() => validateTwinPatch({ ...patch, z: "" }), /twin patch is 32769 bytes/);
+  });
+
   it("refuses strings over 4 KB and non-finite numbers", () => {
     rejects(() => validateTwinPatch({ s: "x".repeat(4097) }), /longer than 4096 bytes/);
+    assert.doesNotThrow(() => validateTwinPatch({ s: "é".repeat(2048) }));
     rejects(() => validateTwinPatch({ n: Number.NaN }), /finite/);
     rejects(() => validateTwinPatch({ f: () => 1 }), /function/);
   });
