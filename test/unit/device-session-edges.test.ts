@@ -799,6 +799,39 @@ describe("device session links, cancellation and counters", () => {
     await session.close();
   });
 
+  it("a link that ends while a refused identity is forgotten does not throw into the hub client", async () => {
+    const world = new FakeWorld();
+    const store = new MemoryRegistrationStore();
+    const clearing = held<void>();
+    const cleared = held<void>();
+    const recording = {
+      load: (id: string, scope: string) => store.load(id, scope),
+      save: (r: CachedRegistration) => store.save(r),
+      clear: async (id: string, scope: string) => {
+        cleared.resolve();
+        await clearing.promise;
+        return store.clear(id, scope);
+      },
+    };
+    let refused: FakeLink | undefined;
+    world.nextLink = () => {
+      const link = new FakeLink();
+      if (!refused) {
+        refused = link;
+        link.getTwinResult = () => Promise.reject(new errors.UnauthorizedError("identity refused"));
+      }
+      return link;
+    };
+    const { session } = makeSession(world, { registrationStore: recording });
+    session.start();
+    await cleared.promise;
+    assert.doesNotThrow(() => refused?.emit("disconnect", undefined));
+    clearing.resolve();
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 2, "registered again after the refusal");
+    await session.close();
+  });
+
   it("warns when the registration cache cannot be read, and registers with DPS instead", async () => {
     const world = new FakeWorld();
     const warnings: string[] = [];
