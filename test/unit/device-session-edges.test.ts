@@ -4,14 +4,21 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { errors } from "azure-iot-common";
 import type { Message } from "azure-iot-device";
 import {
+  CloudMessageNotPendingError,
   ConfigurationError,
   DeviceSession,
   HubError,
   MemoryRegistrationStore,
+  MethodCallNotWaitingError,
   OperationTimeoutError,
   SessionStoppedError,
+  ValidationError,
   type CachedRegistration,
   type DeviceSessionOptions,
   type HubLink,
@@ -20,8 +27,10 @@ import {
   type SessionStateEvent,
   type TwinDocument,
 } from "../../src/device/index.js";
-import type { IncomingCloudMessage } from "../../src/device/c2d-inbox.js";
+import type { CloudMessage, IncomingCloudMessage } from "../../src/device/c2d-inbox.js";
+import { toHubMessage } from "../../src/device/message-mapping.js";
 import type { IncomingMethodCall } from "../../src/device/method-dispatcher.js";
+import { messageBytes } from "../../src/device/outbox-record.js";
 
 const WAIT_MS = 5_000;
 
@@ -56,6 +65,8 @@ class FakeLink extends EventEmitter implements HubLink {
 
 class FakeWorld implements SessionDependencies {
   links: FakeLink[] = [];
+  provisions = 0;
+  disposeResult: () => Promise<void> = () => Promise.resolve();
   provisionResult:
     (() => Promise<{ registrationId: string; assignedHub: string; deviceId: string }>) | undefined;
   connectResult: (() => Promise<HubLink>) | undefined;
@@ -64,6 +75,7 @@ class FakeWorld implements SessionDependencies {
     return Promise.resolve("dev-1");
   }
   provision(): Promise<{ registrationId: string; assignedHub: string; deviceId: string }> {
+    this.provisions += 1;
     return (
       this.provisionResult?.() ??
       Promise.resolve({ registrationId: "dev-1", assignedHub: "hub.example", deviceId: "dev-1" })
@@ -76,7 +88,7 @@ class FakeWorld implements SessionDependencies {
     return Promise.resolve(link);
   }
   dispose(): Promise<void> {
-    return Promise.resolve();
+    return this.disposeResult();
   }
   get current(): FakeLink {
     return this.links[this.links.length - 1];
@@ -474,4 +486,436 @@ describe("device session edges", () => {
     await session.sendTelemetry("still works");
     await session.close();
   });
+});
+
+/** Resolves on the next turn of the event loop: lets the fakes' promises and the session's phases run. */
+const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+/** A promise the test settles itself, for a hub or store answer that must wait. */
+function held<T>() {
+  let resolve: (value: T) => void = () => undefined;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+function withDir(run: (dir: string) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), "provisio-session-edges-"));
+    try {
+      await run(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+describe("device session links, cancellation and counters", () => {
+  it("a connected link the hub drops for a refused identity registers with DPS again at once", async () => {
+    const world = new FakeWorld();
+    const { session, states } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const before = states.length;
+    const reconnected = waitForState(session, "connected");
+    world.current.emit("disconnect", new errors.UnauthorizedError("device disabled"));
+    await reconnected;
+    assert.deepEqual(
+      states.slice(before).map((s) => s.state),
+      ["provisioning", "provisioned", "connecting", "connected"],
+    );
+    assert.match(states[before]?.error ?? "", /device disabled/);
+    assert.equal(world.provisions, 2);
+    await session.close();
+  });
+
+  it("a connection the hub refuses for good (a configuration problem) ends in error, not in a retry", async () => {
+    const world = new FakeWorld();
+    world.connectResult = () => Promise.reject(new ConfigurationError("no such hub"));
+    const { session } = makeSession(world);
+    session.start();
+    const failed = await waitForState(session, "error");
+    assert.match(failed.error ?? "", /no such hub/);
+    await session.close();
+  });
+
+  it("a link that fails while its twin is fetched is retried with the link's error, at once", async () => {
+    const world = new FakeWorld();
+    const asked = held<void>();
+    world.nextLink = () => {
+      const link = new FakeLink();
+      link.getTwinResult = () => {
+        asked.resolve();
+        return new Promise(() => undefined);
+      };
+      return link;
+    };
+    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
+    session.start();
+    await asked.promise;
+    const retrying = waitForState(session, "retrying");
+    world.current.emit("disconnect", new errors.NotConnectedError("socket closed during the twin GET"));
+    assert.match((await retrying).error ?? "", /socket closed during the twin GET/);
+    await session.close();
+  });
+
+  it("a link that fails while methods are subscribed is retried with the link's error, at once", async () => {
+    const world = new FakeWorld();
+    const asked = held<void>();
+    world.nextLink = () => {
+      const link = new FakeLink();
+      link.enableMethodsResult = () => {
+        asked.resolve();
+        return new Promise(() => undefined);
+      };
+      return link;
+    };
+    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
+    session.handleMethods(() => undefined);
+    session.start();
+    await asked.promise;
+    const retrying = waitForState(session, "retrying");
+    world.current.emit("disconnect", new errors.NotConnectedError("socket closed during the subscribe"));
+    assert.match((await retrying).error ?? "", /socket closed during the subscribe/);
+    await session.close();
+  });
+
+  it("a late disconnect from a link already replaced leaves the current connection alone", async () => {
+    const world = new FakeWorld();
+    const { session, states } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    const first = world.current;
+    const reconnected = waitForState(session, "connected");
+    first.emit("disconnect", new errors.NotConnectedError("socket closed"));
+    await reconnected;
+    const before = states.length;
+    first.emit("disconnect", new errors.NotConnectedError("the old client closes late"));
+    await nextTurn();
+    assert.deepEqual(states.slice(before), [], "no state change");
+    assert.equal(world.links.length, 2);
+    const sent: string[] = [];
+    world.current.sendResult = (message) => {
+      sent.push(String(message.messageId));
+      return Promise.resolve();
+    };
+    await session.sendTelemetry("after", { messageId: "m-after" });
+    assert.deepEqual(sent, ["m-after"], "telemetry still goes out on the current link");
+    await session.close();
+  });
+
+  it("a twin request made while connecting waits for the connected link, not the one being set up", async () => {
+    const world = new FakeWorld();
+    const asked = held<void>();
+    let first = true;
+    world.nextLink = () => {
+      const link = new FakeLink();
+      if (first) {
+        first = false;
+        link.getTwinResult = () => {
+          asked.resolve();
+          return new Promise(() => undefined);
+        };
+      }
+      link.twin = { desired: { $version: world.links.length + 1 }, reported: { $version: 1 } };
+      return link;
+    };
+    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
+    session.start();
+    await asked.promise;
+    assert.equal(session.state, "connecting");
+    const twin = session.getTwin();
+    world.current.emit("disconnect", new errors.NotConnectedError("socket closed"));
+    assert.deepEqual((await settles(twin, "getTwin")).desired, { $version: 2 }, "from the second link");
+    await session.close();
+  });
+
+  it("a twin request waiting before start() ends at once when the session is closed", async () => {
+    const { session } = makeSession(new FakeWorld(), { twinTimeoutMs: 2_000 });
+    const twin = session.getTwin();
+    const report = session.reportProperties({ a: 1 });
+    await session.close();
+    await assert.rejects(twin, stopped("twin GET"));
+    await assert.rejects(report, stopped("reported properties update"));
+  });
+
+  it("a twin request made before start() waits for a connection that takes a while", async () => {
+    const world = new FakeWorld();
+    world.provisionResult = () =>
+      new Promise((resolve) =>
+        setTimeout(
+          () => resolve({ registrationId: "dev-1", assignedHub: "hub.example", deviceId: "dev-1" }),
+          50,
+        ),
+      );
+    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
+    const twin = session.getTwin();
+    session.start();
+    assert.deepEqual((await twin).desired, { $version: 1 });
+    await session.close();
+  });
+
+  it("a reported-properties PATCH answered a while later, within the timeout, is taken", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
+    session.start();
+    await waitForState(session, "connected");
+    world.current.updateResult = () => new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(await session.reportProperties({ a: 1 }), 2);
+    await session.close();
+  });
+
+  it("a reported $version that is not a number is not counted on: the report reads it back", async () => {
+    const world = new FakeWorld();
+    world.nextLink = () => {
+      const link = new FakeLink();
+      link.twin = { desired: { $version: 1 }, reported: { $version: "7" } };
+      return link;
+    };
+    const { session } = makeSession(world);
+    session.start();
+    await waitForState(session, "connected");
+    world.current.twin.reported = { $version: 8, a: 1 };
+    assert.equal(await session.reportProperties({ a: 1 }), 8);
+    await session.close();
+  });
+
+  it("calls and cloud messages of the link are forgotten when the session stops", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    const tokens: string[] = [];
+    session.handleMethods(() => undefined);
+    session.receiveCloudMessages((message) => tokens.push(message.lockToken));
+    session.start();
+    await waitForState(session, "connected");
+    const answers: number[] = [];
+    const call: IncomingMethodCall = {
+      requestId: "r-1",
+      methodName: "reboot",
+      payload: null,
+      respond: (status) => {
+        answers.push(status);
+        return Promise.resolve();
+      },
+    };
+    world.current.emit("method", call);
+    world.current.emit("cloudMessage", {
+      body: Buffer.from("c2d"),
+      properties: {},
+      settle: () => Promise.resolve(),
+    } satisfies IncomingCloudMessage);
+    assert.equal(tokens.length, 1);
+    await session.stop();
+    await assert.rejects(session.respondToMethod("r-1", 200, {}), MethodCallNotWaitingError);
+    await assert.rejects(session.settleCloudMessage(tokens[0], "complete"), CloudMessageNotPendingError);
+    assert.deepEqual(answers, [], "nothing answered on the stopped link");
+    await session.close();
+  });
+
+  it("settles a cloud message by its lock token on the message's own connection", async () => {
+    const world = new FakeWorld();
+    const { session } = makeSession(world);
+    const received: CloudMessage[] = [];
+    session.receiveCloudMessages((message) => received.push(message));
+    session.start();
+    await waitForState(session, "connected");
+    const outcomes: string[] = [];
+    world.current.emit("cloudMessage", {
+      body: Buffer.from("c2d"),
+      properties: {},
+      settle: (outcome) => {
+        outcomes.push(outcome);
+        return Promise.resolve();
+      },
+    } satisfies IncomingCloudMessage);
+    await session.settleCloudMessage(received[0].lockToken, "complete");
+    assert.deepEqual(outcomes, ["complete"]);
+    await session.close();
+  });
+
+  it("stop() and close() leave no state listener behind", async () => {
+    const { session } = makeSession(new FakeWorld());
+    const listeners = session.listenerCount("state");
+    session.start();
+    await waitForState(session, "connected");
+    await session.stop();
+    assert.equal(session.listenerCount("state"), listeners);
+    session.start();
+    await waitForState(session, "connected");
+    await session.close();
+    assert.equal(session.listenerCount("state"), listeners);
+  });
+
+  it("a DPS registration that ends after stop() is neither cached nor used", async () => {
+    const world = new FakeWorld();
+    const answer = held<{ registrationId: string; assignedHub: string; deviceId: string }>();
+    world.provisionResult = () => answer.promise;
+    const saved: CachedRegistration[] = [];
+    const store = new MemoryRegistrationStore();
+    const recording = {
+      load: (id: string, scope: string) => store.load(id, scope),
+      save: (r: CachedRegistration) => {
+        saved.push(r);
+        return store.save(r);
+      },
+      clear: (id: string, scope: string) => store.clear(id, scope),
+    };
+    const { session } = makeSession(world, { registrationStore: recording });
+    session.start();
+    assert.equal(session.state, "provisioning");
+    await session.stop();
+    answer.resolve({ registrationId: "dev-1", assignedHub: "stale.example", deviceId: "dev-1" });
+    await nextTurn();
+    assert.deepEqual(saved, [], "not cached");
+    world.provisionResult = undefined;
+    session.start();
+    const connected = await waitForState(session, "connected");
+    assert.equal(connected.hub, "hub.example", "registered again, not the stale answer");
+    assert.equal(world.provisions, 2);
+    await session.close();
+  });
+
+  it("a stop() while reprovision() clears the cache registers nothing with DPS afterwards", async () => {
+    const world = new FakeWorld();
+    const store = new MemoryRegistrationStore();
+    const clearing = held<void>();
+    let holdClear = false;
+    const recording = {
+      load: (id: string, scope: string) => store.load(id, scope),
+      save: (r: CachedRegistration) => store.save(r),
+      clear: async (id: string, scope: string) => {
+        if (holdClear) await clearing.promise;
+        return store.clear(id, scope);
+      },
+    };
+    const { session } = makeSession(world, { registrationStore: recording });
+    session.start();
+    await waitForState(session, "connected");
+    holdClear = true;
+    session.reprovision();
+    await session.stop();
+    clearing.resolve();
+    await nextTurn();
+    assert.equal(world.provisions, 1, "no DPS registration after stop()");
+    await session.close();
+  });
+
+  it("a link that ends while a refused identity is forgotten does not throw into the hub client", async () => {
+    const world = new FakeWorld();
+    const store = new MemoryRegistrationStore();
+    const clearing = held<void>();
+    const cleared = held<void>();
+    const recording = {
+      load: (id: string, scope: string) => store.load(id, scope),
+      save: (r: CachedRegistration) => store.save(r),
+      clear: async (id: string, scope: string) => {
+        cleared.resolve();
+        await clearing.promise;
+        return store.clear(id, scope);
+      },
+    };
+    let refused: FakeLink | undefined;
+    world.nextLink = () => {
+      const link = new FakeLink();
+      if (!refused) {
+        refused = link;
+        link.getTwinResult = () => Promise.reject(new errors.UnauthorizedError("identity refused"));
+      }
+      return link;
+    };
+    const { session } = makeSession(world, { registrationStore: recording });
+    session.start();
+    await cleared.promise;
+    assert.doesNotThrow(() => refused?.emit("disconnect", undefined));
+    clearing.resolve();
+    await waitForState(session, "connected");
+    assert.equal(world.provisions, 2, "registered again after the refusal");
+    await session.close();
+  });
+
+  it("warns when the registration cache cannot be read, and registers with DPS instead", async () => {
+    const world = new FakeWorld();
+    const warnings: string[] = [];
+    const unreadable = {
+      load: () => Promise.reject(new Error("cache unreadable")),
+      save: () => Promise.resolve(),
+      clear: () => Promise.resolve(),
+    };
+    const { session } = makeSession(world, { registrationStore: unreadable });
+    session.on("warning", (error) => warnings.push(error.message));
+    session.start();
+    await waitForState(session, "connected");
+    assert.deepEqual(warnings, ["cache unreadable"]);
+    assert.equal(world.provisions, 1);
+    await session.close();
+  });
+
+  it("a phase that throws is reported as a warning and the session still stops", async () => {
+    const world = new FakeWorld();
+    world.disposeResult = () => {
+      throw new Error("dispose bug");
+    };
+    const { session } = makeSession(world);
+    const warnings: string[] = [];
+    session.on("warning", (error) => warnings.push(error.message));
+    session.start();
+    await waitForState(session, "connected");
+    await settles(session.stop(), "stop()");
+    assert.equal(session.state, "idle");
+    assert.deepEqual(warnings, ["dispose bug"]);
+    await session.close();
+  });
+
+  it("refuses telemetry the hub would refuse before it reaches the outbox", async () => {
+    const { session } = makeSession(new FakeWorld());
+    await assert.rejects(
+      session.sendTelemetry("x", { properties: { "": "v" } }),
+      (e: unknown) => e instanceof ValidationError && /names must not be empty/.test(e.message),
+    );
+    assert.equal(session.outboxSize, 0);
+    await session.close();
+  });
+
+  it("counts the outbox's messages and bytes, all in memory without a file", async () => {
+    const { session } = makeSession(new FakeWorld());
+    const sends = [
+      session.sendTelemetry("one", { messageId: "m1" }),
+      session.sendTelemetry("two!", { messageId: "m2" }),
+    ];
+    const bytes =
+      messageBytes(toHubMessage("one", { messageId: "m1" })) +
+      messageBytes(toHubMessage("two!", { messageId: "m2" }));
+    assert.deepEqual(
+      [session.outboxSize, session.outboxInMemory, session.outboxBytes, session.outboxCorruptRecords],
+      [2, 2, bytes, 0],
+    );
+    await session.close();
+    for (const send of sends) await assert.rejects(send, SessionStoppedError);
+  });
+
+  it(
+    "counts the damaged records an outbox on disk skipped, and reports nothing kept when nothing waits",
+    withDir(async (dir) => {
+      const outboxFile = join(dir, "outbox.log");
+      const world = new FakeWorld();
+      world.connectResult = () => Promise.reject(new errors.NotConnectedError("hub away"));
+      const first = makeSession(world, { outboxFile }).session;
+      const kept: number[] = [];
+      first.on("kept", (count) => kept.push(count));
+      const waiting = first.sendTelemetry("d1", { messageId: "d1" });
+      await first.close();
+      await assert.rejects(waiting);
+      assert.deepEqual(kept, [1]);
+      for (const name of readdirSync(dir)) appendFileSync(join(dir, name), "garbage\n");
+
+      const up = new FakeWorld();
+      const second = makeSession(up, { outboxFile }).session;
+      assert.deepEqual([second.outboxSize, second.outboxCorruptRecords], [1, 1]);
+      second.on("kept", (count) => kept.push(count));
+      second.start();
+      await waitForState(second, "connected");
+      await second.sendTelemetry("d2", { messageId: "d2" });
+      await second.close();
+      assert.deepEqual(kept, [1], "nothing waited at the second close()");
+    }),
+  );
 });
