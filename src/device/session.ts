@@ -400,7 +400,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
     try {
       link = await this.dependencies.connect(registration, signal);
     } catch (error) {
-      return this.connectFailure(error, registration);
+      return this.connectFailure(error, registration, signal);
     }
     if (signal.aborted) {
       void link.close();
@@ -418,7 +418,7 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
         AbortSignal.any([signal, scope.signal]),
       );
     } catch (error) {
-      return this.connectFailure(error, registration);
+      return this.connectFailure(error, registration, signal);
     }
     return { type: "connected" };
   }
@@ -449,7 +449,13 @@ export class DeviceSession extends EventEmitter<DeviceSessionEvents> {
   }
 
   /** What a failed connect means: stop, register again at once, or retry after a delay. */
-  private async connectFailure(error: unknown, registration: Registration): Promise<SessionEvent> {
+  private async connectFailure(
+    error: unknown,
+    registration: Registration,
+    signal: AbortSignal,
+  ): Promise<SessionEvent> {
+    // A stopped session leaves the cache alone: a session started in its place may already be using it.
+    if (signal.aborted) return { type: "stop" };
     switch (this.policy.classify(error)) {
       case "stop":
         return { type: "fatal", error };

@@ -799,6 +799,32 @@ describe("device session links, cancellation and counters", () => {
     await session.close();
   });
 
+  it("a connect refused after stop() keeps the registration DPS just gave in the cache", async () => {
+    const world = new FakeWorld();
+    let refuse: (error: Error) => void = () => undefined;
+    world.connectResult = () => new Promise<HubLink>((_, reject) => (refuse = reject));
+    const store = new MemoryRegistrationStore();
+    const cleared: string[] = [];
+    const recording = {
+      load: (id: string, scope: string) => store.load(id, scope),
+      save: (r: CachedRegistration) => store.save(r),
+      clear: (id: string, scope: string) => {
+        cleared.push(id);
+        return store.clear(id, scope);
+      },
+    };
+    const { session } = makeSession(world, { registrationStore: recording });
+    session.start();
+    await waitForState(session, "connecting");
+    const stopped = session.stop();
+    refuse(new errors.UnauthorizedError("identity refused"));
+    await stopped;
+    await nextTurn();
+    assert.deepEqual(cleared, [], "a stopped session changes nothing on disk");
+    assert.equal((await store.load("dev-1", "0ne00012345"))?.assignedHub, "hub.example");
+    await session.close();
+  });
+
   it("a link that ends while a refused identity is forgotten does not throw into the hub client", async () => {
     const world = new FakeWorld();
     const store = new MemoryRegistrationStore();
