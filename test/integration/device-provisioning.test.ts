@@ -58,6 +58,14 @@ async function connectProxy(targetPort: number) {
   };
 }
 
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + TIMEOUT_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 function isProvisioningError(registrationId: string, pattern: RegExp) {
   return (error: unknown): boolean => {
     assert.ok(error instanceof ProvisioningError, `a ProvisioningError, not ${String(error)}`);
@@ -301,6 +309,22 @@ describe("provisionDevice", () => {
       );
     });
 
+    it("a TPM client that fails at once: a rejection, never a throw", async () => {
+      const broken = {} as TpmSecurityClient;
+      let promise: Promise<unknown> | undefined;
+      assert.doesNotThrow(
+        () =>
+          (promise = provisionDevice({
+            ...symmetricKeyRequest("prov-broken-tpm", "a2V5", "amqp"),
+            security: { kind: "tpm", registrationId: "prov-broken-tpm", client: broken },
+          })),
+      );
+      await assert.rejects(
+        promise!,
+        isProvisioningError("prov-broken-tpm", /^DPS registration of "prov-broken-tpm" failed: /),
+      );
+    });
+
     it("a disabled enrollment", async () => {
       const key = enrolSymmetricKey("prov-disabled", { provisioningStatus: "disabled" });
       await assert.rejects(
@@ -406,14 +430,23 @@ describe("provisionDevice", () => {
     let server: TlsServer;
     let port: number;
     let accepted = 0;
+    /** Connections the server accepted that are still open. */
+    const open = new Set<Socket>();
+    /** Connections on which the client sent something after the TLS handshake. */
+    const talking = new Set<Socket>();
     const sockets: Socket[] = [];
 
     before(async () => {
       server = createTlsServer({ cert: pki.serverCert, key: pki.serverKey }, (socket) => {
         sockets.push(socket);
         socket.on("error", () => undefined);
+        socket.once("data", () => talking.add(socket));
       });
-      server.on("connection", () => accepted++);
+      server.on("connection", (socket: Socket) => {
+        accepted++;
+        open.add(socket);
+        socket.on("close", () => open.delete(socket));
+      });
       port = await listening(server);
     });
 
@@ -449,10 +482,43 @@ describe("provisionDevice", () => {
       const controller = new AbortController();
       const before = accepted;
       const promise = provisionDevice(silent("prov-aborted", { signal: controller.signal }));
-      while (accepted === before) await new Promise((resolve) => setTimeout(resolve, 10));
+      await until(() => accepted > before, "the connection");
+      controller.abort();
+      await assert.rejects(promise, (error: Error) => {
+        assert.ok(error instanceof SessionStoppedError);
+        assert.match(error.message, /^DPS registration abandoned/);
+        return true;
+      });
+      assert.equal(getEventListeners(controller.signal, "abort").length, 0);
+    });
+
+    /** Aborts once the server has the registration request, then waits for the connection to close. */
+    async function abortedOnceSent(extra: Partial<ProvisioningRequest>): Promise<void> {
+      const controller = new AbortController();
+      const openBefore = new Set(open);
+      const talkingBefore = talking.size;
+      const promise = provisionDevice(silent("prov-aborted-late", { ...extra, signal: controller.signal }));
+      await until(() => talking.size > talkingBefore, "the request");
       controller.abort();
       await assert.rejects(promise, SessionStoppedError);
-      assert.equal(getEventListeners(controller.signal, "abort").length, 0);
+      await until(() => [...open].every((socket) => openBefore.has(socket)), "the connection closed");
+    }
+
+    it("https: an abort once the request is out closes the connection", async () => {
+      await abortedOnceSent({ transport: "https" });
+    });
+
+    it("amqp-ws through a proxy: an abort once the request is out closes the tunnel", async () => {
+      const proxy = await connectProxy(port);
+      try {
+        await abortedOnceSent({
+          transport: "amqp-ws",
+          endpoint: "127.0.0.1",
+          proxy: { host: "127.0.0.1", port: proxy.port },
+        });
+      } finally {
+        proxy.close();
+      }
     });
 
     it("an abort before the start rejects with SessionStoppedError and opens no connection", async () => {
@@ -466,5 +532,82 @@ describe("provisionDevice", () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(accepted, before);
     });
+  });
+  describe("an AMQP server that closes each connection once TLS is up", () => {
+    let server: TlsServer;
+    let port: number;
+
+    before(async () => {
+      server = createTlsServer({ cert: pki.serverCert, key: pki.serverKey }, (socket) => {
+        socket.on("error", () => undefined);
+        socket.end();
+      });
+      port = await listening(server);
+    });
+
+    after(() => server.close());
+
+    it("the SDK's error, described, when TLS itself is fine", async () => {
+      await assert.rejects(
+        provisionDevice({
+          endpoint: `127.0.0.1:${port}`,
+          idScope: "0ne00000001",
+          transport: "amqp",
+          ca: pki.caCert,
+          security: { kind: "symmetricKey", registrationId: "prov-closed", deviceKey: "a2V5" },
+          timeoutMs: TIMEOUT_MS,
+        }),
+        isProvisioningError("prov-closed", /^DPS registration of "prov-closed" failed: .*disconnected/),
+      );
+    });
+  });
+
+  describe("port 443 of a loopback address of the test's own (a silent TLS server)", () => {
+    const HOST = "127.0.0.173";
+    let server: TlsServer | undefined;
+    let skipReason: string | undefined;
+    let accepted = 0;
+    const sockets: Socket[] = [];
+
+    before(async () => {
+      const certificate = pki.issueServerCertForIp(HOST);
+      server = createTlsServer({ ...certificate }, (socket) => {
+        sockets.push(socket);
+        socket.on("error", () => undefined);
+      });
+      server.on("connection", () => accepted++);
+      await new Promise<void>((resolve) => {
+        server!.once("error", (error: NodeJS.ErrnoException) => {
+          skipReason = `cannot listen on ${HOST}:443 here (${error.code})`;
+          resolve();
+        });
+        server!.listen(443, HOST, () => resolve());
+      });
+    });
+
+    after(() => {
+      for (const socket of sockets) socket.destroy();
+      server?.close();
+    });
+
+    for (const transport of ["https", "amqp-ws"] as const) {
+      it(`${transport} to a host without a port goes to 443`, async (t) => {
+        if (skipReason) return t.skip(skipReason);
+        const before = accepted;
+        await assert.rejects(
+          provisionDevice({
+            endpoint: HOST,
+            idScope: "0ne00000001",
+            transport,
+            ca: pki.caCert,
+            security: { kind: "symmetricKey", registrationId: "prov-443", deviceKey: "a2V5" },
+            timeoutMs: 1_000,
+          }),
+          (error: Error) =>
+            error instanceof ProvisioningError && error.cause instanceof OperationTimeoutError,
+        );
+        assert.ok(accepted > before, `the ${transport} request reached ${HOST}:443`);
+      });
+    }
   });
 });
