@@ -14,6 +14,8 @@ import { join } from "node:path";
 import { Message } from "azure-iot-device";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
 import { HubConnection, type HubConnectOptions } from "../../src/device/hub-connection.js";
+import type { IncomingMethodCall } from "../../src/device/method-dispatcher.js";
+import type { IncomingCloudMessage } from "../../src/device/c2d-inbox.js";
 import { OperationTimeoutError, SessionStoppedError } from "../../src/device/errors.js";
 import { HUB_TRANSPORTS } from "../../src/device/config.js";
 import { ProxyTunnelAgent } from "../../src/device/proxy.js";
@@ -285,6 +287,63 @@ describe("HubConnection", () => {
       ),
     );
     assert.equal(emulator!.hub.service.isConnected(hub(), device.deviceId), false);
+  });
+
+  it("direct methods and cloud messages reach the connection's events, answered and settled on it", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { connection, deviceId } = await openSas();
+    const calls: IncomingMethodCall[] = [];
+    const messages: IncomingCloudMessage[] = [];
+    connection.on("method", (call: IncomingMethodCall) => calls.push(call));
+    connection.on("cloudMessage", (message: IncomingCloudMessage) => messages.push(message));
+    await connection.enableMethods(["ping"]);
+    connection.receiveCloudMessages();
+
+    const answered = emulator!.hub.service.invokeMethod(hub(), deviceId, {
+      methodName: "ping",
+      payload: { n: 1 },
+      responseTimeoutInSeconds: 10,
+    });
+    await until(() => calls.length > 0, "the method call");
+    assert.equal(calls[0]?.methodName, "ping");
+    assert.deepEqual(calls[0]?.payload, { n: 1 });
+    await calls[0]?.respond(200, "pong");
+    assert.deepEqual(await answered, { status: 200, payload: "pong" });
+
+    emulator!.hub.service.sendCloudToDevice(hub(), deviceId, { body: "to the device", messageId: "c2d-1" });
+    await until(() => messages.length > 0, "the cloud message");
+    assert.equal(messages[0]?.body.toString(), "to the device");
+    await messages[0]?.settle("complete");
+
+    // A call held while the connection closes cannot be answered on it any more.
+    const unanswered = emulator!.hub.service.invokeMethod(hub(), deviceId, {
+      methodName: "ping",
+      responseTimeoutInSeconds: 5,
+    });
+    unanswered.catch(() => undefined);
+    await until(() => calls.length > 1, "the second method call");
+    await connection.close();
+    await assert.rejects(calls[1].respond(200, "late"), (error: Error) =>
+      /cannot be answered: the connection it came on is gone/.test(error.message),
+    );
+  });
+
+  it("a cloud message held across a lost connection cannot be settled on it", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { connection, deviceId } = await openSas();
+    const messages: IncomingCloudMessage[] = [];
+    connection.on("cloudMessage", (message: IncomingCloudMessage) => messages.push(message));
+    const disconnects: Array<Error | undefined> = [];
+    connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+    connection.receiveCloudMessages();
+    emulator!.hub.service.sendCloudToDevice(hub(), deviceId, { body: "held" });
+    await until(() => messages.length > 0, "the cloud message");
+    assert.equal(emulator!.hub.faults.detachLink(hub(), deviceId, "c2d"), true);
+    await until(() => disconnects.length > 0, "disconnect");
+    await assert.rejects(messages[0].settle("complete"), (error: Error) =>
+      /cannot be settled \(complete\): the connection it came on is gone/.test(error.message),
+    );
+    await connection.close();
   });
 
   describe("a lost connection", () => {
