@@ -34,6 +34,8 @@ const testFiles = [
   "test/integration/dps-*.test.ts",
   "test/integration/hub-authentication.test.ts",
   "test/integration/device-session.test.ts",
+  "test/integration/device-provisioning.test.ts",
+  "test/integration/device-hub-connection.test.ts",
   "test/integration/fault-suite.test.ts",
 ];
 
