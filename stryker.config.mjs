@@ -35,6 +35,8 @@ const testFiles = [
   "test/integration/hub-authentication.test.ts",
   "test/integration/device-session.test.ts",
   "test/integration/device-dependencies-tpm.test.ts",
+  "test/integration/device-provisioning.test.ts",
+  "test/integration/device-hub-connection.test.ts",
   "test/integration/fault-suite.test.ts",
 ];
 

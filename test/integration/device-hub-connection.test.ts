@@ -1,0 +1,477 @@
+// HubConnection on its own, with the unmodified azure-iot-device Client over real TLS: the emulator's hub on a
+// loopback address of its own (Azure's ports, so the WebSocket transports reach it on 443) for each transport
+// and credential kind, link losses, and TLS servers of the test's own for what the hub never shows: the bytes
+// of an MQTT CONNECT, a hub that never answers, a refused socket.
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer as createHttpServer, type IncomingMessage } from "node:http";
+import { connect as netConnect, type AddressInfo, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Message } from "azure-iot-device";
+import { startEmulator, type Emulator } from "../../src/emulator/index.js";
+import { HubConnection, type HubConnectOptions } from "../../src/device/hub-connection.js";
+import type { IncomingMethodCall } from "../../src/device/method-dispatcher.js";
+import type { IncomingCloudMessage } from "../../src/device/c2d-inbox.js";
+import { OperationTimeoutError, SessionStoppedError } from "../../src/device/errors.js";
+import { HUB_TRANSPORTS } from "../../src/device/config.js";
+import { ProxyTunnelAgent } from "../../src/device/proxy.js";
+import { createTestPki, type TestPki } from "../support/test-certs.js";
+
+/** This file's own address: the hub listens on Azure's ports 5671, 8883 and 443 there. */
+const HUB_HOST = "127.0.0.171";
+const WAIT_MS = 15_000;
+
+function listening(server: Server | TlsServer): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)),
+  );
+}
+
+function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), WAIT_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * The listeners on the SDK's objects for the events a connection listens to (the client, its transport and,
+ * for AMQP, the rhea container): a closed connection must leave none of its own behind.
+ */
+function sdkListeners(connection: HubConnection): Record<string, number> {
+  const client = (connection as unknown as { client: NodeJS.EventEmitter & { _transport: unknown } }).client;
+  const transport = client._transport as NodeJS.EventEmitter & {
+    _amqp?: { _rheaContainer?: NodeJS.EventEmitter };
+  };
+  const container = transport._amqp?._rheaContainer;
+  return {
+    "client disconnect": client.listenerCount("disconnect"),
+    "transport disconnect": transport.listenerCount("disconnect"),
+    "transport error": transport.listenerCount("error"),
+    "transport twinDesiredPropertiesUpdate": transport.listenerCount("twinDesiredPropertiesUpdate"),
+    "container error-indicated": container?.listenerCount("azure-iot-amqp-base:error-indicated") ?? 0,
+    "container disconnected": container?.listenerCount("disconnected") ?? 0,
+  };
+}
+
+describe("HubConnection", () => {
+  let dir: string;
+  let emulator: Emulator | undefined;
+  let skipReason: string | undefined;
+  let pki: TestPki;
+  let devices = 0;
+  const open: HubConnection[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "provisio-hub-connection-"));
+    pki = createTestPki();
+    try {
+      emulator = await startEmulator({
+        dataDir: join(dir, "emulator"),
+        hubHost: HUB_HOST,
+        hubHttpsPort: 443,
+      });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EACCES" && code !== "EADDRINUSE" && code !== "EADDRNOTAVAIL") throw error;
+      skipReason = `cannot listen on ${HUB_HOST}:443 here (${code})`;
+    }
+  });
+
+  after(async () => {
+    for (const connection of open) await connection.close();
+    await emulator?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function hub(): string {
+    return emulator!.endpoints.hub.hostName;
+  }
+
+  /** A new device with a symmetric key on the emulator's hub. */
+  function sasDevice(): { deviceId: string; key: string } {
+    devices += 1;
+    const deviceId = `hub-conn-${devices}`;
+    const key = Buffer.from(`key-of-${deviceId}-0123456789abcdef`).toString("base64");
+    emulator!.hub.registry.upsertDevice({
+      hubHostName: hub(),
+      deviceId,
+      status: "enabled",
+      authentication: { type: "sas", symmetricKey: { primaryKey: key } },
+    });
+    return { deviceId, key };
+  }
+
+  function options(extra: Partial<HubConnectOptions> = {}): HubConnectOptions {
+    return { ca: emulator!.caPem, connectTimeoutMs: WAIT_MS, closeTimeoutMs: 5_000, ...extra };
+  }
+
+  async function openSas(extra: Partial<HubConnectOptions> = {}) {
+    const device = sasDevice();
+    const connection = await HubConnection.open(
+      { assignedHub: hub(), deviceId: device.deviceId },
+      { kind: "symmetricKey", key: device.key },
+      options(extra),
+    );
+    open.push(connection);
+    return { connection, ...device };
+  }
+
+  for (const transport of HUB_TRANSPORTS) {
+    it(`over ${transport}: telemetry, the twin, desired patches, and a close that lets go of everything`, async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const { connection, deviceId } = await openSas({ transport });
+      assert.ok(emulator!.hub.service.isConnected(hub(), deviceId));
+
+      await connection.sendEvent(new Message(`hello over ${transport}`));
+      const sent = emulator!.hub.service.recentTelemetry(hub(), deviceId);
+      assert.deepEqual(
+        sent.map((record) => record.body.toString()),
+        [`hello over ${transport}`],
+      );
+
+      await connection.updateReported({ temperature: 21 });
+      const twin = await connection.getTwin();
+      assert.equal(twin.reported.temperature, 21);
+      assert.equal(typeof twin.reported.$version, "number");
+      assert.equal(typeof twin.desired.$version, "number");
+
+      await connection.enableDesiredUpdates();
+      const patches: Array<Record<string, unknown>> = [];
+      connection.on("desired", (patch: Record<string, unknown>) => patches.push(patch));
+      emulator!.hub.service.updateTwin(hub(), deviceId, { properties: { desired: { interval: 7 } } });
+      await until(() => patches.length > 0, "the desired patch");
+      assert.equal(patches[0]?.interval, 7);
+      assert.equal(typeof patches[0]?.$version, "number");
+
+      const disconnects: unknown[] = [];
+      connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+      const listening = sdkListeners(connection);
+      await connection.close();
+      const amqp = transport.startsWith("amqp") ? 1 : 0;
+      // Ours are gone; the SDK keeps one 'error' listener on its transport and, for AMQP, one on rhea's
+      // error-indicated event.
+      assert.deepEqual(sdkListeners(connection), {
+        "client disconnect": 0,
+        "transport disconnect": 0,
+        "transport error": listening["transport error"] - 1,
+        "transport twinDesiredPropertiesUpdate": 0,
+        "container error-indicated": listening["container error-indicated"] - amqp,
+        "container disconnected": 0,
+      });
+      await until(() => !emulator!.hub.service.isConnected(hub(), deviceId), "the hub sees the device go");
+      assert.equal(connection.listenerCount("desired"), 0);
+      assert.equal(connection.listenerCount("disconnect"), 0);
+      assert.deepEqual(disconnects, [], "a close is no lost connection");
+      assert.equal(connection.close(), connection.close(), "one close, however often asked");
+    });
+  }
+
+  for (const transport of ["amqp-ws", "mqtt-ws"] as const) {
+    it(`over ${transport}, the WebSocket opens through the given agent (an HTTP proxy tunnel)`, async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const targets: string[] = [];
+      const sockets: Socket[] = [];
+      const proxyServer = createHttpServer();
+      proxyServer.on("connect", (request: IncomingMessage, client: Socket) => {
+        targets.push(request.url ?? "");
+        const upstream = netConnect(443, HUB_HOST, () => {
+          client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+          upstream.pipe(client).pipe(upstream);
+        });
+        sockets.push(client, upstream);
+        upstream.on("error", () => client.destroy());
+        client.on("error", () => upstream.destroy());
+      });
+      const port = await listening(proxyServer);
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port });
+      try {
+        const { connection } = await openSas({ transport, webSocketAgent: agent });
+        await connection.sendEvent(new Message("proxied"));
+        await connection.close();
+        assert.ok(targets.length > 0, "the WebSocket went through the proxy");
+        for (const target of targets) assert.equal(target, `${HUB_HOST}:443`);
+      } finally {
+        agent.destroy();
+        for (const socket of sockets) socket.destroy();
+        proxyServer.close();
+      }
+    });
+  }
+
+  it("an X.509 device connects with its certificate", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const deviceId = "hub-conn-x509";
+    const device = pki.issueClientCert(deviceId, { selfSigned: true });
+    emulator!.hub.registry.upsertDevice({
+      hubHostName: hub(),
+      deviceId,
+      status: "enabled",
+      authentication: { type: "selfSigned", x509Thumbprint: { primaryThumbprint: device.thumbprint } },
+    });
+    const connection = await HubConnection.open(
+      { assignedHub: hub(), deviceId },
+      { kind: "x509", cert: device.cert, key: device.key },
+      options(),
+    );
+    open.push(connection);
+    await connection.sendEvent(new Message("x509"));
+    assert.equal(emulator!.hub.service.recentTelemetry(hub(), deviceId).length, 1);
+    await connection.close();
+  });
+
+  it("a TPM credential connects with tokens its signer makes", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const device = sasDevice();
+    const signed: Buffer[] = [];
+    // The hub holds the key the TPM's identity key carries; an HMAC with it is what the TPM would answer.
+    const signer = {
+      signWithIdentity: (data: Buffer) => {
+        signed.push(data);
+        return Promise.resolve(createHmac("sha256", Buffer.from(device.key, "base64")).update(data).digest());
+      },
+    };
+    const connection = await HubConnection.open(
+      { assignedHub: hub(), deviceId: device.deviceId },
+      { kind: "tpm", signer },
+      options(),
+    );
+    open.push(connection);
+    await connection.sendEvent(new Message("tpm"));
+    assert.ok(signed.length > 0);
+    assert.match(
+      signed[0].toString(),
+      new RegExp(`^${HUB_HOST.replaceAll(".", "\\.")}%2Fdevices%2F${device.deviceId}\\n\\d+$`),
+    );
+    await connection.close();
+  });
+
+  it("a wrong key: open rejects with the hub's refusal and leaves no connection behind", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const device = sasDevice();
+    const wrongKey = Buffer.from("not-the-key-of-this-device-0123").toString("base64");
+    await assert.rejects(
+      HubConnection.open(
+        { assignedHub: hub(), deviceId: device.deviceId },
+        { kind: "symmetricKey", key: wrongKey },
+        options(),
+      ),
+      (error: Error) => /unauthori[sz]ed|not authorized/i.test(`${error.name} ${error.message}`),
+    );
+    assert.equal(emulator!.hub.service.isConnected(hub(), device.deviceId), false);
+  });
+
+  it("without the hub's CA, the TLS verification refuses the hub", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const device = sasDevice();
+    await assert.rejects(
+      HubConnection.open(
+        { assignedHub: hub(), deviceId: device.deviceId },
+        { kind: "symmetricKey", key: device.key },
+        options({ ca: undefined, connectTimeoutMs: 5_000 }),
+      ),
+    );
+    assert.equal(emulator!.hub.service.isConnected(hub(), device.deviceId), false);
+  });
+
+  it("direct methods and cloud messages reach the connection's events, answered and settled on it", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { connection, deviceId } = await openSas();
+    const calls: IncomingMethodCall[] = [];
+    const messages: IncomingCloudMessage[] = [];
+    connection.on("method", (call: IncomingMethodCall) => calls.push(call));
+    connection.on("cloudMessage", (message: IncomingCloudMessage) => messages.push(message));
+    await connection.enableMethods(["ping"]);
+    connection.receiveCloudMessages();
+
+    const answered = emulator!.hub.service.invokeMethod(hub(), deviceId, {
+      methodName: "ping",
+      payload: { n: 1 },
+      responseTimeoutInSeconds: 10,
+    });
+    await until(() => calls.length > 0, "the method call");
+    assert.equal(calls[0]?.methodName, "ping");
+    assert.deepEqual(calls[0]?.payload, { n: 1 });
+    await calls[0]?.respond(200, "pong");
+    assert.deepEqual(await answered, { status: 200, payload: "pong" });
+
+    emulator!.hub.service.sendCloudToDevice(hub(), deviceId, { body: "to the device", messageId: "c2d-1" });
+    await until(() => messages.length > 0, "the cloud message");
+    assert.equal(messages[0]?.body.toString(), "to the device");
+    await messages[0]?.settle("complete");
+
+    // A call held while the connection closes cannot be answered on it any more.
+    const unanswered = emulator!.hub.service.invokeMethod(hub(), deviceId, {
+      methodName: "ping",
+      responseTimeoutInSeconds: 5,
+    });
+    unanswered.catch(() => undefined);
+    await until(() => calls.length > 1, "the second method call");
+    await connection.close();
+    await assert.rejects(calls[1].respond(200, "late"), (error: Error) =>
+      /cannot be answered: the connection it came on is gone/.test(error.message),
+    );
+  });
+
+  it("a cloud message held across a lost connection cannot be settled on it", async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const { connection, deviceId } = await openSas();
+    const messages: IncomingCloudMessage[] = [];
+    connection.on("cloudMessage", (message: IncomingCloudMessage) => messages.push(message));
+    const disconnects: Array<Error | undefined> = [];
+    connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+    connection.receiveCloudMessages();
+    emulator!.hub.service.sendCloudToDevice(hub(), deviceId, { body: "held" });
+    await until(() => messages.length > 0, "the cloud message");
+    assert.equal(emulator!.hub.faults.detachLink(hub(), deviceId, "c2d"), true);
+    await until(() => disconnects.length > 0, "disconnect");
+    await assert.rejects(messages[0].settle("complete"), (error: Error) =>
+      /cannot be settled \(complete\): the connection it came on is gone/.test(error.message),
+    );
+    await connection.close();
+  });
+
+  describe("a lost connection", () => {
+    for (const transport of ["amqp", "mqtt"] as const) {
+      it(`over ${transport}: the hub dropping the socket is one 'disconnect' with an Error`, async (t) => {
+        if (skipReason) return t.skip(skipReason);
+        const { connection, deviceId } = await openSas({ transport });
+        const disconnects: Array<Error | undefined> = [];
+        connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+        assert.equal(emulator!.hub.faults.dropConnection(hub(), deviceId), true);
+        await until(() => disconnects.length > 0, "disconnect");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(disconnects.length, 1);
+        assert.ok(disconnects[0] instanceof Error, String(disconnects[0]));
+        await within(connection.close(), "close after a drop");
+      });
+    }
+
+    it("over amqp: a twin link the hub detaches with an error is a 'disconnect' with that error", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const { connection, deviceId } = await openSas({ transport: "amqp" });
+      await connection.enableDesiredUpdates();
+      const disconnects: Array<Error | undefined> = [];
+      connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+      assert.equal(emulator!.hub.faults.detachLink(hub(), deviceId, "twin"), true);
+      await until(() => disconnects.length > 0, "disconnect");
+      assert.equal(disconnects.length, 1);
+      assert.ok(disconnects[0] instanceof Error, String(disconnects[0]));
+      await within(connection.close(), "close after a detach");
+    });
+  });
+
+  describe("against TLS servers of the test's own", () => {
+    let server: TlsServer;
+    let port: number;
+    const received: Buffer[] = [];
+    const sockets: Socket[] = [];
+
+    before(async () => {
+      server = createTlsServer({ cert: pki.serverCert, key: pki.serverKey }, (socket) => {
+        sockets.push(socket);
+        socket.on("data", (chunk: Buffer) => received.push(chunk));
+        socket.on("error", () => undefined);
+      });
+      port = await listening(server);
+    });
+
+    after(() => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    });
+
+    const silentHub = (extra: Partial<HubConnectOptions>) =>
+      HubConnection.open(
+        { assignedHub: `127.0.0.1:${port}`, deviceId: "silent-dev" },
+        { kind: "symmetricKey", key: Buffer.from("k".repeat(32)).toString("base64") },
+        { ca: pki.caCert, connectTimeoutMs: WAIT_MS, closeTimeoutMs: 1_000, ...extra },
+      );
+
+    it("mqtt: the model id and product info go out in the CONNECT; a hub that never answers times out", async () => {
+      received.length = 0;
+      await assert.rejects(
+        silentHub({
+          transport: "mqtt",
+          modelId: "dtmi:com:example:Gateway;1",
+          productInfo: "plant-7-gateway",
+          connectTimeoutMs: 1_500,
+        }),
+        (error: Error) => error instanceof OperationTimeoutError && /IoT Hub connect/.test(error.message),
+      );
+      const connect = Buffer.concat(received).toString("latin1");
+      assert.match(connect, /model-id=dtmi:com:example:Gateway;1/);
+      assert.match(connect, /plant-7-gateway/);
+      assert.match(connect, /silent-dev/);
+    });
+
+    it("an abort during the connect rejects with SessionStoppedError", async () => {
+      const controller = new AbortController();
+      const connectionsBefore = sockets.length;
+      const opening = silentHub({ transport: "amqp", signal: controller.signal });
+      await until(() => sockets.length > connectionsBefore, "the connection");
+      controller.abort();
+      await assert.rejects(opening, SessionStoppedError);
+    });
+
+    it("mqtt-ws through a proxy where nothing listens: the real network error, not 'Not authorized'", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const probe = createTlsServer();
+      const deadPort = await listening(probe);
+      await new Promise((resolve) => probe.close(resolve));
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: deadPort });
+      const device = sasDevice();
+      try {
+        await assert.rejects(
+          HubConnection.open(
+            { assignedHub: hub(), deviceId: device.deviceId },
+            { kind: "symmetricKey", key: device.key },
+            options({ transport: "mqtt-ws", webSocketAgent: agent }),
+          ),
+          (error: Error) => {
+            assert.doesNotMatch(`${error.name} ${error.message}`, /not authori[sz]ed|unauthori[sz]ed/i);
+            return true;
+          },
+        );
+      } finally {
+        agent.destroy();
+      }
+    });
+
+    it("mqtt to a port where nothing listens: the real network error, not 'Not authorized'", async () => {
+      const probe = createTlsServer();
+      const freePort = await listening(probe);
+      await new Promise((resolve) => probe.close(resolve));
+      await assert.rejects(
+        HubConnection.open(
+          { assignedHub: `127.0.0.1:${freePort}`, deviceId: "nobody" },
+          { kind: "symmetricKey", key: Buffer.from("k".repeat(32)).toString("base64") },
+          { transport: "mqtt", ca: pki.caCert, connectTimeoutMs: WAIT_MS, closeTimeoutMs: 1_000 },
+        ),
+        (error: Error) => {
+          assert.doesNotMatch(`${error.name} ${error.message}`, /not authori[sz]ed|unauthori[sz]ed/i);
+          assert.match(
+            `${error.message} ${String((error as { transportError?: unknown }).transportError)}`,
+            /ECONNREFUSED/,
+          );
+          return true;
+        },
+      );
+    });
+  });
+});
