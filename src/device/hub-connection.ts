@@ -200,6 +200,7 @@ export class HubConnection extends EventEmitter implements HubLink {
       await withDeadline(client.open(), "IoT Hub connect", options.connectTimeoutMs, options.signal);
       return connection;
     } catch (error) {
+      endOpeningSocket(connection.transport);
       await connection.close();
       throw error;
     }
@@ -275,6 +276,25 @@ export class HubConnection extends EventEmitter implements HubLink {
     this.lost = true;
     this.emit("disconnect", error);
   }
+}
+
+/**
+ * Ends the socket of a connect that was given up (time-out, abort). The SDK's close waits for a connect in
+ * progress to end, and against a hub that never answers it does not: the socket stayed open for minutes, one
+ * more with each retry. Private fields of the SDK, each looked up with care: if they move, this does nothing
+ * and the SDK's own close is all that runs, as before (docs/hub-amqp-protocol.md §10.2).
+ */
+function endOpeningSocket(transport: unknown): void {
+  const sdk = transport as
+    | {
+        _amqp?: { _rheaConnection?: { socket?: { destroy?: () => void } } };
+        _mqtt?: { _mqttClient?: { end?: (force: boolean) => void } };
+      }
+    | undefined;
+  const amqpSocket = sdk?._amqp?._rheaConnection?.socket;
+  if (typeof amqpSocket?.destroy === "function") amqpSocket.destroy();
+  const mqttClient = sdk?._mqtt?._mqttClient;
+  if (typeof mqttClient?.end === "function") mqttClient.end(true);
 }
 
 /** The rhea container under the SDK's AMQP transport (azure-iot-amqp-base keeps it for the connection's life). */

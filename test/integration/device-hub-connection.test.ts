@@ -429,6 +429,33 @@ describe("HubConnection", () => {
       await assert.rejects(opening, SessionStoppedError);
     });
 
+    /** Resolves when the server's side of a connection has closed; fails after `ms`. */
+    const closedWithin = (socket: Socket | undefined, ms: number, what: string) =>
+      new Promise<void>((resolve, reject) => {
+        if (!socket) return reject(new Error(`no connection: ${what}`));
+        if (socket.closed) return resolve();
+        const timer = setTimeout(() => reject(new Error(`the socket is still open ${ms} ms ${what}`)), ms);
+        socket.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+
+    for (const transport of ["amqp", "mqtt"] as const) {
+      it(`${transport}: a connect given up, by its time-out or an abort, leaves no socket open`, async () => {
+        const beforeTimeout = sockets.length;
+        await assert.rejects(silentHub({ transport, connectTimeoutMs: 1_000 }), OperationTimeoutError);
+        await closedWithin(sockets[beforeTimeout], 5_000, "after the time-out");
+        const controller = new AbortController();
+        const beforeAbort = sockets.length;
+        const opening = silentHub({ transport, signal: controller.signal });
+        await until(() => sockets.length > beforeAbort, "the connection");
+        controller.abort();
+        await assert.rejects(opening, SessionStoppedError);
+        await closedWithin(sockets[beforeAbort], 5_000, "after the abort");
+      });
+    }
+
     it("mqtt-ws through a proxy where nothing listens: the real network error, not 'Not authorized'", async (t) => {
       if (skipReason) return t.skip(skipReason);
       const probe = createTlsServer();
