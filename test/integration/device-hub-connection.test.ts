@@ -376,6 +376,72 @@ describe("HubConnection", () => {
     });
   });
 
+  describe("each event by which the SDK reports a lost connection, fired on its own", () => {
+    // A real loss (a dropped socket, a detached link) fires two or more of these at once, so the tests above
+    // cannot show that each is heard. Here each is fired alone on the SDK's own objects of an open connection.
+    type Source = "client" | "transport" | "container";
+    const lostBy = async (source: Source, event: string, value: unknown) => {
+      const { connection } = await openSas({ transport: "amqp" });
+      const sdk = connection as unknown as {
+        client: NodeJS.EventEmitter;
+        transport: NodeJS.EventEmitter & { _amqp?: { _rheaContainer?: NodeJS.EventEmitter } };
+      };
+      const emitters: Record<Source, NodeJS.EventEmitter | undefined> = {
+        client: sdk.client,
+        transport: sdk.transport,
+        container: sdk.transport._amqp?._rheaContainer,
+      };
+      const reported: Array<Error | undefined> = [];
+      connection.on("disconnect", (error: Error | undefined) => reported.push(error));
+      emitters[source]!.emit(event, value);
+      emitters[source]!.emit(event, value);
+      await connection.close();
+      assert.equal(reported.length, 1, `${source} ${event}: one 'disconnect', however often the SDK says it`);
+      return reported[0];
+    };
+
+    it("the client's disconnect, with the transport's error, its reason, or neither", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const transportError = new Error("socket gone");
+      const reason = new Error("the reason");
+      assert.equal(
+        await lostBy("client", "disconnect", { transportObj: transportError, reason }),
+        transportError,
+      );
+      assert.equal(await lostBy("client", "disconnect", { reason }), reason);
+      assert.equal(await lostBy("client", "disconnect", { transportObj: "not an error" }), undefined);
+      assert.equal(await lostBy("client", "disconnect", undefined), undefined);
+    });
+
+    it("the client's and the transport's error, the transport's disconnect, and a link detached with an error", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const error = new Error("lost");
+      assert.equal(await lostBy("client", "error", error), error);
+      assert.equal(await lostBy("transport", "error", error), error);
+      assert.equal(await lostBy("transport", "disconnect", error), error);
+      // Without an error the client, which listens before us, reports it first as its own disconnect.
+      await lostBy("transport", "disconnect", undefined);
+      assert.equal(await lostBy("container", "azure-iot-amqp-base:error-indicated", error), error);
+      assert.equal(
+        (await lostBy("container", "azure-iot-amqp-base:error-indicated", undefined))?.message,
+        "IoT Hub detached a link",
+      );
+    });
+
+    it("a desired patch that is not an object (a hub's JSON null) is not announced", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const { connection } = await openSas({ transport: "amqp" });
+      const transport = (connection as unknown as { transport: NodeJS.EventEmitter }).transport;
+      const announced: unknown[] = [];
+      connection.on("desired", (patch: unknown) => announced.push(patch));
+      for (const patch of [null, undefined, "text", 7, { interval: 5, $version: 2 }]) {
+        transport.emit("twinDesiredPropertiesUpdate", patch);
+      }
+      assert.deepEqual(announced, [{ interval: 5, $version: 2 }]);
+      await connection.close();
+    });
+  });
+
   describe("against TLS servers of the test's own", () => {
     let server: TlsServer;
     let port: number;
