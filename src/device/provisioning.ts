@@ -172,6 +172,25 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
   }
 }
 
+/**
+ * Ends the socket an AMQP or MQTT provisioning transport still holds. The SDK's `cancel()` defers its
+ * disconnect until a connect in progress ends, and against a DPS that never answers it never ends: without
+ * this, every abandoned registration would leave a socket open (docs/dps-protocol.md §2.4). The fields read
+ * here are the SDK's private ones; each access is guarded, so that a changed SDK falls back to `cancel()`
+ * alone rather than a crash. Destroying rhea's socket makes it emit `disconnected`, which fails the pending
+ * connect; mqtt.js's forced `end` closes its stream the same way.
+ */
+function endTransportSocket(transport: ProvisioningTransport): void {
+  const holder = transport as unknown as { _amqpBase?: unknown; _mqttBase?: unknown };
+  const amqpBase = holder._amqpBase as { _rheaConnection?: { socket?: { destroy?: unknown } } } | undefined;
+  const rheaSocket = amqpBase?._rheaConnection?.socket;
+  if (typeof rheaSocket?.destroy === "function") (rheaSocket.destroy as () => void).call(rheaSocket);
+  const mqttBase = holder._mqttBase as { _mqttClient?: { end?: unknown } } | undefined;
+  const mqttClient = mqttBase?._mqttClient;
+  if (typeof mqttClient?.end === "function")
+    (mqttClient.end as (force: boolean) => void).call(mqttClient, true);
+}
+
 function buildSecurityClient(
   request: ProvisioningRequest,
 ): Parameters<typeof ProvisioningDeviceClient.create>[3] {
@@ -246,6 +265,13 @@ export function provisionDevice(request: ProvisioningRequest): Promise<Provision
       outcome();
     };
     const cancel = (): void => {
+      // The socket first: the SDK's cancel starts a graceful mqtt.js end, which on a client still connecting
+      // never ends the stream, and after which a forced end is a no-op.
+      try {
+        endTransportSocket(built.transport);
+      } catch {
+        // A socket that is already gone may throw as it is ended again; nothing left to release.
+      }
       try {
         void client.cancel(() => undefined);
       } catch {

@@ -58,8 +58,11 @@ async function connectProxy(targetPort: number) {
   };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + TIMEOUT_MS;
+/** How soon an abandoned registration's connection must be closed: a socket the SDK leaks stays open far longer. */
+const CLOSED_WITHIN_MS = 5_000;
+
+async function until(condition: () => boolean, what: string, withinMs = TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + withinMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -501,7 +504,11 @@ describe("provisionDevice", () => {
       await until(() => talking.size > talkingBefore, "the request");
       controller.abort();
       await assert.rejects(promise, SessionStoppedError);
-      await until(() => [...open].every((socket) => openBefore.has(socket)), "the connection closed");
+      await until(
+        () => [...open].every((socket) => openBefore.has(socket)),
+        "the connection closed",
+        CLOSED_WITHIN_MS,
+      );
     }
 
     it("https: an abort once the request is out closes the connection", async () => {
@@ -520,6 +527,29 @@ describe("provisionDevice", () => {
         proxy.close();
       }
     });
+
+    // The SDK's cancel() leaves an AMQP or MQTT connect in progress open; provisionDevice ends the socket itself.
+    for (const transport of ["amqp", "mqtt"] as const) {
+      it(`${transport}: an abort once the request is out closes the connection`, async () => {
+        await abortedOnceSent({ transport });
+      });
+
+      it(`${transport}: a time-out closes the connection`, async () => {
+        const openBefore = new Set(open);
+        const acceptedBefore = accepted;
+        await assert.rejects(
+          provisionDevice(silent("prov-slow-closed", { transport, timeoutMs: 3000 })),
+          (error: Error) =>
+            error instanceof ProvisioningError && error.cause instanceof OperationTimeoutError,
+        );
+        assert.ok(accepted > acceptedBefore, "the registration opened a connection before it timed out");
+        await until(
+          () => [...open].every((socket) => openBefore.has(socket)),
+          "the connection closed",
+          CLOSED_WITHIN_MS,
+        );
+      });
+    }
 
     it("an abort before the start rejects with SessionStoppedError and opens no connection", async () => {
       const controller = new AbortController();
