@@ -172,8 +172,9 @@ export class HubConnection extends EventEmitter implements HubLink {
     );
     // The SDK emits 'error' on the client in a few paths; an unheard 'error' would end the process.
     connection.track(client, "error", (error: unknown) => connection.markLost(asError(error)));
-    // The client keeps a retryable disconnect to itself (it reconnects lazily on the next send, and a send
-    // in flight then waits for an ack that never comes); the transport tells every one, at once.
+    // A client with a retry policy keeps a retryable disconnect to itself (it reconnects lazily on the next
+    // send, and a send in flight then waits for an ack that never comes). With NoRetry, set below, it reports
+    // each one; the transport's own event stays as the guard should that ever change.
     connection.track(connection.transport, "disconnect", (error: unknown) =>
       connection.markLost(asError(error) ?? new Error("the IoT Hub connection ended")),
     );

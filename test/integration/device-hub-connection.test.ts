@@ -11,6 +11,7 @@ import { connect as netConnect, type AddressInfo, type Server, type Socket } fro
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { errors } from "azure-iot-common";
 import { Message } from "azure-iot-device";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
 import { HubConnection, type HubConnectOptions } from "../../src/device/hub-connection.js";
@@ -419,6 +420,9 @@ describe("HubConnection", () => {
       assert.equal(await lostBy("client", "error", error), error);
       assert.equal(await lostBy("transport", "error", error), error);
       assert.equal(await lostBy("transport", "disconnect", error), error);
+      // A retryable one too: with NoRetry the client reports it instead of reconnecting on its own.
+      const retryable = new errors.NotConnectedError("the link went away");
+      assert.equal(await lostBy("transport", "disconnect", retryable), retryable);
       // Without an error the client, which listens before us, reports it first as its own disconnect.
       await lostBy("transport", "disconnect", undefined);
       assert.equal(await lostBy("container", "azure-iot-amqp-base:error-indicated", error), error);
