@@ -6,7 +6,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createNetServer, connect as netConnect, type Socket } from "node:net";
-import { createServer as createHttpsServer, request as httpsRequest, type RequestOptions } from "node:https";
+import {
+  createServer as createHttpsServer,
+  request as httpsRequest,
+  type AgentOptions,
+  type RequestOptions,
+} from "node:https";
 import { createServer as createTlsServer } from "node:tls";
 import { ProxyError, ProxyTunnelAgent, type ResolvedProxy } from "../../src/device/proxy.js";
 import { createTestPki } from "../support/test-certs.js";
@@ -113,12 +118,29 @@ function get(
   });
 }
 
+type Target = Awaited<ReturnType<typeof target>>;
+type Proxy = Awaited<ReturnType<typeof proxy>>;
+
+/** Runs `use` with an agent through the proxy to the target (defaults: both plain), then closes all three. */
+async function throughTunnel(
+  use: (agent: ProxyTunnelAgent, t: Target, p: Proxy) => Promise<void>,
+  setup: { t?: Target; p?: Proxy; proxyHost?: string; tls?: AgentOptions } = {},
+): Promise<void> {
+  const t = setup.t ?? (await target());
+  const p = setup.p ?? (await proxy());
+  const agent = new ProxyTunnelAgent({ host: setup.proxyHost ?? "127.0.0.1", port: p.port }, setup.tls);
+  try {
+    await use(agent, t, p);
+  } finally {
+    agent.destroy();
+    p.close();
+    t.close();
+  }
+}
+
 describe("proxy tunnel agent", () => {
   it("opens a CONNECT tunnel to the target and runs TLS inside it, with SNI for a host name", async () => {
-    const t = await target();
-    const p = await proxy();
-    try {
-      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+    await throughTunnel(async (agent, t, p) => {
       assert.equal(await get(agent, "localhost", t.port, pki.caCert), "hello");
       assert.deepEqual(p.requests[0].url, `localhost:${t.port}`);
       assert.equal(p.requests[0].headers.host, `localhost:${t.port}`);
@@ -128,24 +150,13 @@ describe("proxy tunnel agent", () => {
       // An address: no SNI (Node refuses an IP there), still verified against the certificate's IP entry.
       assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert), "hello");
       assert.deepEqual(t.servernames, ["localhost"]);
-      agent.destroy();
-    } finally {
-      p.close();
-      t.close();
-    }
+    });
   });
 
   it("keeps certificate checks end to end: an untrusted target fails inside the tunnel", async () => {
-    const t = await target();
-    const p = await proxy();
-    try {
-      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+    await throughTunnel(async (agent, t) => {
       await assert.rejects(get(agent, "localhost", t.port), /self.signed|unable to verify|certificate/i);
-      agent.destroy();
-    } finally {
-      p.close();
-      t.close();
-    }
+    });
   });
 
   it("sends Basic credentials only when configured, an absent half as empty", async () => {
@@ -256,61 +267,46 @@ describe("proxy tunnel agent", () => {
   });
 
   it("hands bytes that come with the proxy's answer to TLS: the target's alert ends the handshake", async () => {
-    const t = await target();
     // A TLS record: fatal alert, handshake_failure. Were it dropped, the handshake with the target would succeed.
-    const p = await proxy(200, { early: Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]) });
-    try {
-      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
-      await assert.rejects(get(agent, "localhost", t.port, pki.caCert), /handshake failure|alert/i);
-      agent.destroy();
-    } finally {
-      p.close();
-      t.close();
-    }
+    await throughTunnel(
+      async (agent, t) => {
+        await assert.rejects(get(agent, "localhost", t.port, pki.caCert), /handshake failure|alert/i);
+      },
+      { p: await proxy(200, { early: Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]) }) },
+    );
   });
 
   it("sends the request's own server name as SNI, and never an address", async () => {
-    const t = await target();
-    const p = await proxy();
-    try {
-      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port });
+    await throughTunnel(async (agent, t) => {
       // Reached by address, verified and named by the server name the request gives.
       assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert, { servername: "localhost" }), "hello");
       assert.deepEqual(t.servernames, ["localhost"]);
       assert.equal(await get(agent, "localhost", t.port, pki.caCert, { servername: "127.0.0.1" }), "hello");
       assert.deepEqual(t.servernames, ["localhost"]);
-      agent.destroy();
-    } finally {
-      p.close();
-      t.close();
-    }
+    });
   });
 
   it("checks the target's certificate against the target, not the proxy", async () => {
     // The certificate names 127.0.0.1 only; the proxy is reached at another loopback address.
-    const t = await target(pki.issueServerCertForIp("127.0.0.1"));
-    const p = await proxy(200, { address: "127.0.0.57" });
-    try {
-      const agent = new ProxyTunnelAgent({ host: "127.0.0.57", port: p.port });
-      assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert), "hello");
-      agent.destroy();
-    } finally {
-      p.close();
-      t.close();
-    }
+    await throughTunnel(
+      async (agent, t) => {
+        assert.equal(await get(agent, "127.0.0.1", t.port, pki.caCert), "hello");
+      },
+      {
+        t: await target(pki.issueServerCertForIp("127.0.0.1")),
+        p: await proxy(200, { address: "127.0.0.57" }),
+        proxyHost: "127.0.0.57",
+      },
+    );
   });
 
   it("applies its own TLS options (the trusted CA) inside the tunnel", async () => {
-    const t = await target();
-    const p = await proxy();
-    try {
-      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: p.port }, { ca: pki.caCert });
-      assert.equal(await get(agent, "localhost", t.port), "hello");
-      agent.destroy();
-    } finally {
-      p.close();
-      t.close();
-    }
+    await throughTunnel(
+      async (agent, t) => {
+        assert.equal(await get(agent, "localhost", t.port), "hello");
+      },
+      { tls: { ca: pki.caCert } },
+    );
   });
 
   it("opens a tunnel of its own for each request, even to a target that keeps connections open", async () => {

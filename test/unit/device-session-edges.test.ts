@@ -538,46 +538,30 @@ describe("device session links, cancellation and counters", () => {
     await session.close();
   });
 
-  it("a link that fails while its twin is fetched is retried with the link's error, at once", async () => {
-    const world = new FakeWorld();
-    const asked = held<void>();
-    world.nextLink = () => {
-      const link = new FakeLink();
-      link.getTwinResult = () => {
+  for (const step of ["twin GET", "subscribe"] as const) {
+    it(`a link that fails during its ${step} while connecting is retried with the link's error, at once`, async () => {
+      const world = new FakeWorld();
+      const asked = held<void>();
+      const hang = (): Promise<never> => {
         asked.resolve();
         return new Promise(() => undefined);
       };
-      return link;
-    };
-    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
-    session.start();
-    await asked.promise;
-    const retrying = waitForState(session, "retrying");
-    world.current.emit("disconnect", new errors.NotConnectedError("socket closed during the twin GET"));
-    assert.match((await retrying).error ?? "", /socket closed during the twin GET/);
-    await session.close();
-  });
-
-  it("a link that fails while methods are subscribed is retried with the link's error, at once", async () => {
-    const world = new FakeWorld();
-    const asked = held<void>();
-    world.nextLink = () => {
-      const link = new FakeLink();
-      link.enableMethodsResult = () => {
-        asked.resolve();
-        return new Promise(() => undefined);
+      world.nextLink = () => {
+        const link = new FakeLink();
+        if (step === "twin GET") link.getTwinResult = hang;
+        else link.enableMethodsResult = hang;
+        return link;
       };
-      return link;
-    };
-    const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
-    session.handleMethods(() => undefined);
-    session.start();
-    await asked.promise;
-    const retrying = waitForState(session, "retrying");
-    world.current.emit("disconnect", new errors.NotConnectedError("socket closed during the subscribe"));
-    assert.match((await retrying).error ?? "", /socket closed during the subscribe/);
-    await session.close();
-  });
+      const { session } = makeSession(world, { twinTimeoutMs: 2_000 });
+      if (step === "subscribe") session.handleMethods(() => undefined);
+      session.start();
+      await asked.promise;
+      const retrying = waitForState(session, "retrying");
+      world.current.emit("disconnect", new errors.NotConnectedError(`socket closed during the ${step}`));
+      assert.match((await retrying).error ?? "", new RegExp(`socket closed during the ${step}`));
+      await session.close();
+    });
+  }
 
   it("a late disconnect from a link already replaced leaves the current connection alone", async () => {
     const world = new FakeWorld();
