@@ -303,7 +303,7 @@ describe("socket channel", () => {
     const channel = await SocketChannel.connect("127.0.0.1", server.port, "resetting peer", 2000);
     try {
       await assert.rejects(channel.exchange(Buffer.from("a"), fourBytes, 2000), (error: unknown) => {
-        assert.ok(tpmError("TPM_TRANSPORT", "resetting peer: read ECONNRESET")(error));
+        assert.ok(tpmError("TPM_TRANSPORT", "resetting peer: read ECONNRESET")(error), String(error));
         assert.equal(((error as Error).cause as NodeJS.ErrnoException).code, "ECONNRESET");
         return true;
       });
@@ -627,7 +627,7 @@ describe("device transport", () => {
   it("fails a device that cannot be written, then refuses further commands as closed", async () => {
     const transport = await DeviceTransport.open(["/dev/full"]);
     await assert.rejects(transport.transmit(Buffer.from("8001", "hex"), 2000), (error: unknown) => {
-      assert.ok(tpmError("TPM_TRANSPORT", /^\/dev\/full: ENOSPC/)(error));
+      assert.ok(tpmError("TPM_TRANSPORT", /^\/dev\/full: ENOSPC/)(error), String(error));
       assert.equal(
         (error as TpmError).cause && ((error as TpmError).cause as NodeJS.ErrnoException).code,
         "ENOSPC",
