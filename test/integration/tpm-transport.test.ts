@@ -1,14 +1,16 @@
 // The TPM transports on real sockets and files: a loopback peer plays the TPM's side of each protocol where a
-// failure must be provoked (a refused handshake, an unacknowledged command, a peer that goes away), swtpm
-// behind the recording front end a failed initialisation, /dev/full a device that cannot be written and a
-// FIFO a device that answers (it hands back what was written).
+// failure must be provoked (a refused handshake, an unacknowledged command, a peer that goes away or does not
+// read yet), a listener that never accepts a host that does not answer a connect, swtpm behind the recording
+// front end a failed initialisation, /dev/full a device that cannot be written and a FIFO a device that
+// answers (it hands back what was written) or, given nothing, stays silent.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, open, readdir, readlink, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Worker } from "node:worker_threads";
 import { TpmError } from "../../src/tpm/errors.js";
 import { DeviceTransport } from "../../src/tpm/transport/device.js";
 import { MssimTransport } from "../../src/tpm/transport/mssim.js";
@@ -17,6 +19,7 @@ import { SocketChannel } from "../../src/tpm/transport/socket-channel.js";
 import { SwtpmTransport } from "../../src/tpm/transport/swtpm.js";
 import { startTpmFaultFront, type TpmFaultFront } from "../support/tpm-fault-front.js";
 import { startTestTpm, type TestTpm } from "../support/swtpm.js";
+import { connectingPortsTo } from "../support/tcp-connections.js";
 
 const tpmError = (code: string, message: string | RegExp) => (error: unknown) =>
   error instanceof TpmError &&
@@ -71,6 +74,56 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 async function until(condition: () => boolean, what: string, limitMs = 5000): Promise<void> {
   for (const deadline = Date.now() + limitMs; !condition(); await sleep(20)) {
     if (Date.now() > deadline) assert.fail(`not within ${limitMs} ms: ${what}`);
+  }
+}
+
+/** A loopback listener that accepts nothing, like the host of a TPM server that has stopped: a worker thread
+ *  listens with a backlog of 1 and then blocks, so its event loop never accepts; once the kernel's accept queue
+ *  is full (the fillers) it drops further SYNs and a connect() waits. */
+async function unacceptingListener(): Promise<{ port: number; close(): Promise<void> }> {
+  const gate = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const net = require("node:net");
+     const { parentPort, workerData: gate } = require("node:worker_threads");
+     const server = net.createServer((socket) => socket.destroy());
+     server.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
+       parentPort.postMessage(server.address().port);
+       Atomics.wait(gate, 0, 0); // until the test lets go
+       server.close();
+     });`,
+    { eval: true, workerData: gate },
+  );
+  const fillers: net.Socket[] = [];
+  const close = async (): Promise<void> => {
+    for (const filler of fillers) filler.destroy();
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    await worker.terminate();
+  };
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      worker.once("message", resolve);
+      worker.once("error", reject);
+    });
+    // connect until one connection is not completed: the queue is full then, even without that last one
+    for (let connected = true; connected;) {
+      assert.ok(fillers.length < 64, "the accept queue of the unaccepting listener never filled");
+      const filler = net.connect(port, "127.0.0.1").on("error", () => undefined);
+      fillers.push(filler);
+      connected = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 1000);
+        filler.once("connect", () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    }
+    fillers.pop()?.destroy();
+    await until(() => !connectingPortsTo("127.0.0.1").includes(port), "the last filler given up");
+    return { port, close };
+  } catch (error) {
+    await close();
+    throw error;
   }
 }
 
@@ -181,6 +234,68 @@ describe("socket channel", () => {
     );
   });
 
+  // without its time-out the connect would wait for the kernel to give up (about two minutes)
+  it(
+    "gives up a connection the host never accepts at the time-out, and stops trying",
+    { timeout: 20_000 },
+    async () => {
+      const listener = await unacceptingListener();
+      try {
+        const connecting = SocketChannel.connect("127.0.0.1", listener.port, "unaccepting host", 500);
+        connecting.catch(() => undefined);
+        await until(
+          () => connectingPortsTo("127.0.0.1").includes(listener.port),
+          "the connection waiting for the host's answer",
+        );
+        await assert.rejects(
+          connecting,
+          tpmError("TPM_TIMEOUT", "unaccepting host: no connection within 500 ms"),
+        );
+        await until(
+          () => !connectingPortsTo("127.0.0.1").includes(listener.port),
+          "the connection attempt given up after the time-out",
+        );
+      } finally {
+        await listener.close();
+      }
+    },
+  );
+
+  it("close() ends the connection only after what was sent before it, even to a peer not reading yet", async () => {
+    // As the simulator's session-end signal sent just before close(): a graceful end() goes out after the
+    // socket's queue, where destroying the socket would drop what the kernel has not taken yet.
+    let accepted: net.Socket | undefined;
+    const received: Buffer[] = [];
+    let peerEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (peerEnded = resolve));
+    const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+      accepted = socket;
+      socket.on("error", () => undefined);
+      socket.on("data", (chunk: Buffer) => received.push(chunk));
+      socket.on("end", () => peerEnded());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const channel = await SocketChannel.connect("127.0.0.1", port, "slow peer", 2000);
+      await until(() => accepted !== undefined, "the peer's side of the connection");
+      const bulk = Buffer.alloc(16 << 20, 0x5a); // far more than the kernel takes while the peer does not read
+      channel.send(bulk);
+      channel.send(Buffer.from("end!"));
+      const closing = channel.close();
+      accepted?.resume();
+      await ended;
+      await closing;
+      const all = Buffer.concat(received);
+      assert.equal(all.length, bulk.length + 4, "every byte sent before close() arrived before the end");
+      assert.equal(all.subarray(bulk.length).toString(), "end!");
+      assert.equal(channel.usable, false);
+    } finally {
+      accepted?.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it("turns a connection reset by the TPM into a transport error of the exchange, never a crash", async () => {
     const server = await peer((socket) =>
       framed(socket, 1, () => (socket as net.Socket & { resetAndDestroy(): void }).resetAndDestroy()),
@@ -188,7 +303,7 @@ describe("socket channel", () => {
     const channel = await SocketChannel.connect("127.0.0.1", server.port, "resetting peer", 2000);
     try {
       await assert.rejects(channel.exchange(Buffer.from("a"), fourBytes, 2000), (error: unknown) => {
-        assert.ok(tpmError("TPM_TRANSPORT", "resetting peer: read ECONNRESET")(error));
+        assert.ok(tpmError("TPM_TRANSPORT", "resetting peer: read ECONNRESET")(error), String(error));
         assert.equal(((error as Error).cause as NodeJS.ErrnoException).code, "ECONNRESET");
         return true;
       });
@@ -459,6 +574,46 @@ describe("device transport", () => {
     await transport.close(); // a second close is harmless
   });
 
+  it("answers a silent device with a time-out while its read still waits, then closes it", async () => {
+    const transport = await DeviceTransport.open([fifo]);
+    const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
+    const handlesOnFifo = async (): Promise<number> => {
+      const fds = await readdir("/proc/self/fd");
+      const targets = await Promise.all(fds.map((fd) => readlink(join("/proc/self/fd", fd)).catch(() => "")));
+      return targets.filter((target) => target === fifo).length;
+    };
+    const before = timers();
+    // An empty command leaves the FIFO empty: the read waits (in a thread of libuv's pool) as for a TPM that
+    // never answers.
+    let answered = false;
+    const exchange = transport.transmit(Buffer.alloc(0), 200);
+    exchange.then(
+      () => (answered = true),
+      () => (answered = true),
+    );
+    try {
+      await until(() => answered, "the time-out answered while the device stays silent");
+      await assert.rejects(exchange, tpmError("TPM_TIMEOUT", `${fifo}: no response within 200 ms`));
+      assert.equal(timers(), before, "no timer left running after the time-out");
+      assert.equal(transport.usable, false);
+      await assert.rejects(
+        transport.transmit(Buffer.from("8001", "hex"), 200),
+        tpmError("TPM_CLOSED", `${fifo}: device closed`),
+      );
+      let closed = false;
+      void transport.close().then(() => (closed = true));
+      await until(() => closed, "close() after the time-out, not waiting for the read");
+    } finally {
+      // the read still holds its thread: a byte written into the FIFO lets it return
+      const writer = await open(fifo, "r+");
+      await writer.write(Buffer.from([0]));
+      await writer.close();
+    }
+    for (const deadline = Date.now() + 5000; (await handlesOnFifo()) > 0; await sleep(20)) {
+      if (Date.now() > deadline) assert.fail("the device not closed once its read returned");
+    }
+  });
+
   it("names every path it tried and why each failed", async () => {
     await assert.rejects(
       DeviceTransport.open([join(dir, "missing"), dir]),
@@ -472,7 +627,7 @@ describe("device transport", () => {
   it("fails a device that cannot be written, then refuses further commands as closed", async () => {
     const transport = await DeviceTransport.open(["/dev/full"]);
     await assert.rejects(transport.transmit(Buffer.from("8001", "hex"), 2000), (error: unknown) => {
-      assert.ok(tpmError("TPM_TRANSPORT", /^\/dev\/full: ENOSPC/)(error));
+      assert.ok(tpmError("TPM_TRANSPORT", /^\/dev\/full: ENOSPC/)(error), String(error));
       assert.equal(
         (error as TpmError).cause && ((error as TpmError).cause as NodeJS.ErrnoException).code,
         "ENOSPC",

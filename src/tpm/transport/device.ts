@@ -57,7 +57,9 @@ export class DeviceTransport implements TpmTransport {
     } catch (error) {
       this.failed = true;
       exchange.catch(() => undefined); // a read that ends after the timeout has nobody left to tell
-      await this.handle.close().catch(() => undefined);
+      // Not awaited: a file handle closes only once no read is in flight, and the read of a TPM that never
+      // answers never returns; waiting for it would hold the time-out back just as long.
+      void this.handle.close().catch(() => undefined);
       if (error instanceof TpmError) throw error;
       throw new TpmError("TPM_TRANSPORT", `${this.path}: ${(error as Error).message}`, { cause: error });
     } finally {
