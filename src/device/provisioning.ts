@@ -130,9 +130,11 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
       }
       const base = ca ? amqpBaseTrusting(ca) : undefined;
       const transport = new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]);
-      const agent = proxy ? new ProxyTunnelAgent(proxy) : undefined;
-      if (agent) transport.setTransportOptions({ webSocketAgent: agent });
-      return { host, transport, dispose: () => agent?.destroy() };
+      // An agent of our own even without a proxy: rhea holds only a WebSocket wrapper that cannot end the socket,
+      // so destroying the agent is what ends an abandoned registration's socket (docs/dps-protocol.md §2.4).
+      const agent = proxy ? new ProxyTunnelAgent(proxy) : new HttpsAgent();
+      transport.setTransportOptions({ webSocketAgent: agent });
+      return { host, transport, dispose: () => agent.destroy() };
     }
     case "https": {
       const { Http: HttpBase } = requireFromHttpTransport("azure-iot-http-base") as {

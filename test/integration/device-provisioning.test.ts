@@ -776,14 +776,22 @@ describe("provisionDevice", () => {
     let skipReason: string | undefined;
     let accepted = 0;
     const sockets: Socket[] = [];
+    /** Connections the server accepted that are still open, and those on which the client sent something. */
+    const open = new Set<Socket>();
+    const talking = new Set<Socket>();
 
     before(async () => {
       const certificate = pki.issueServerCertForIp(HOST);
       server = createTlsServer({ ...certificate }, (socket) => {
         sockets.push(socket);
         socket.on("error", () => undefined);
+        socket.once("data", () => talking.add(socket));
       });
-      server.on("connection", () => accepted++);
+      server.on("connection", (socket: Socket) => {
+        accepted++;
+        open.add(socket);
+        socket.on("close", () => open.delete(socket));
+      });
       await new Promise<void>((resolve) => {
         server!.once("error", (error: NodeJS.ErrnoException) => {
           skipReason = `cannot listen on ${HOST}:443 here (${error.code})`;
@@ -817,5 +825,46 @@ describe("provisionDevice", () => {
         assert.ok(accepted > before, `the ${transport} request reached ${HOST}:443`);
       });
     }
+
+    // Without a proxy rhea holds only a WebSocket wrapper, which cannot end the socket: the agent must.
+    const amqpWs = (extra: Partial<ProvisioningRequest>): ProvisioningRequest => ({
+      endpoint: HOST,
+      idScope: "0ne00000001",
+      transport: "amqp-ws",
+      ca: pki.caCert,
+      security: { kind: "symmetricKey", registrationId: "prov-443-closed", deviceKey: "a2V5" },
+      timeoutMs: TIMEOUT_MS,
+      ...extra,
+    });
+    const closedSince = (openBefore: Set<Socket>) =>
+      until(
+        () => [...open].every((socket) => openBefore.has(socket)),
+        "the connection closed",
+        CLOSED_WITHIN_MS,
+      );
+
+    it("amqp-ws: an abort once the request is out closes the connection", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const controller = new AbortController();
+      const openBefore = new Set(open);
+      const talkingBefore = talking.size;
+      const promise = provisionDevice(amqpWs({ signal: controller.signal }));
+      await until(() => talking.size > talkingBefore, "the request");
+      controller.abort();
+      await assert.rejects(promise, SessionStoppedError);
+      await closedSince(openBefore);
+    });
+
+    it("amqp-ws: a time-out closes the connection", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const openBefore = new Set(open);
+      const acceptedBefore = accepted;
+      await assert.rejects(
+        provisionDevice(amqpWs({ timeoutMs: 1_000 })),
+        (error: Error) => error instanceof ProvisioningError && error.cause instanceof OperationTimeoutError,
+      );
+      assert.ok(accepted > acceptedBefore, "the registration opened a connection before it timed out");
+      await closedSince(openBefore);
+    });
   });
 });
