@@ -130,9 +130,11 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
       }
       const base = ca ? amqpBaseTrusting(ca) : undefined;
       const transport = new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]);
-      const agent = proxy ? new ProxyTunnelAgent(proxy) : undefined;
-      if (agent) transport.setTransportOptions({ webSocketAgent: agent });
-      return { host, transport, dispose: () => agent?.destroy() };
+      // An agent of our own even without a proxy: rhea holds only a WebSocket wrapper that cannot end the socket,
+      // so destroying the agent is what ends an abandoned registration's socket (docs/dps-protocol.md §2.4).
+      const agent = proxy ? new ProxyTunnelAgent(proxy) : new HttpsAgent();
+      transport.setTransportOptions({ webSocketAgent: agent });
+      return { host, transport, dispose: () => agent.destroy() };
     }
     case "https": {
       const { Http: HttpBase } = requireFromHttpTransport("azure-iot-http-base") as {
@@ -191,6 +193,40 @@ function endTransportSocket(transport: ProvisioningTransport): void {
     (mqttClient.end as (force: boolean) => void).call(mqttClient, true);
 }
 
+/** What a provisioning transport sends to DPS: the requests of the SDK's polling and TPM transport interfaces. */
+const DPS_REQUESTS = [
+  "registrationRequest",
+  "queryOperationStatus",
+  "getAuthenticationChallenge",
+  "respondToAuthenticationChallenge",
+] as const;
+
+/**
+ * Makes the transport refuse every request once it is cancelled. The SDK's `cancel()` reaches only the
+ * transport (over HTTPS a no-op; over AMQP and MQTT a disconnect), never its polling loop, whose next poll
+ * would connect again: an abandoned registration would go on polling for as long as DPS answers "assigning"
+ * (docs/dps-protocol.md §2.4). A refused request fails the SDK's registration, which ends its loop.
+ */
+function refuseRequestsOnceCancelled(transport: ProvisioningTransport): void {
+  const methods = transport as unknown as Record<string, unknown>;
+  const cancelTransport = methods.cancel as (done: (error?: Error) => void) => void;
+  let cancelled = false;
+  methods.cancel = (done: (error?: Error) => void): void => {
+    cancelled = true;
+    cancelTransport.call(transport, done);
+  };
+  for (const name of DPS_REQUESTS) {
+    const send = methods[name];
+    if (typeof send !== "function") continue;
+    methods[name] = (...args: unknown[]): unknown => {
+      if (!cancelled) return (send as (...a: unknown[]) => unknown).apply(transport, args);
+      const done = args[args.length - 1] as (error: Error) => void;
+      done(new Error("the DPS registration was cancelled"));
+      return undefined;
+    };
+  }
+}
+
 function buildSecurityClient(
   request: ProvisioningRequest,
 ): Parameters<typeof ProvisioningDeviceClient.create>[3] {
@@ -243,6 +279,10 @@ export function provisionDevice(request: ProvisioningRequest): Promise<Provision
     let client: ReturnType<typeof ProvisioningDeviceClient.create>;
     try {
       built = buildTransport(request);
+      refuseRequestsOnceCancelled(built.transport);
+      // AMQP and MQTT emit "error" when their connection drops between requests (or is ended by cancel below);
+      // unheard, that would end the process. The registration learns of a failure through its callback.
+      built.transport.on("error", () => undefined);
       client = ProvisioningDeviceClient.create(
         built.host,
         request.idScope,

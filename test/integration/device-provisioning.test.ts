@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import { connect as netConnect, type AddressInfo, type Server, type Socket } from "node:net";
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { getEventListeners } from "node:events";
 import { tmpdir } from "node:os";
@@ -22,6 +28,7 @@ import {
 import { TpmSecurityClient } from "../../src/tpm/index.js";
 import { startTestTpm, type TestTpm } from "../support/swtpm.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
+import { ID_SCOPE, newSymmetricKey, startTestDps, type TestDps } from "./dps-fixtures.js";
 
 const TIMEOUT_MS = 20_000;
 
@@ -328,6 +335,67 @@ describe("provisionDevice", () => {
       );
     });
 
+    // Inputs on which the SDK's register() throws before it calls back (each checked to reach that catch).
+    const throwingRegistrations: Array<[string, Partial<ProvisioningRequest>, RegExp]> = [
+      ...(["amqp", "https", "mqtt"] as const).map(
+        (transport): [string, Partial<ProvisioningRequest>, RegExp] => [
+          `an X.509 certificate that is not PEM, over ${transport}`,
+          {
+            transport,
+            security: {
+              kind: "x509",
+              registrationId: "prov-throws",
+              cert: "not a certificate",
+              key: "not a key",
+            },
+          },
+          /PEM routines::no start line$/,
+        ],
+      ),
+      [
+        "a registration id with a space, over https (it goes into the request path unescaped)",
+        {
+          transport: "https",
+          security: { kind: "symmetricKey", registrationId: "prov throws", deviceKey: "a2V5" },
+        },
+        /Request path contains unescaped characters$/,
+      ],
+      ["an amqp-ws host that makes no URL", { transport: "amqp-ws", endpoint: "not a host" }, /Invalid URL$/],
+      [
+        "a payload JSON cannot carry, over https",
+        { transport: "https", payload: { serial: 12n } },
+        /Do not know how to serialize a BigInt$/,
+      ],
+    ];
+    for (const [what, request, reason] of throwingRegistrations) {
+      it(`the SDK throwing at once, ${what}: a rejection naming the reason, no abort listener left`, async () => {
+        const signal = new AbortController().signal;
+        const registrationId = request.security?.registrationId ?? "prov-throws";
+        let promise: Promise<unknown> | undefined;
+        assert.doesNotThrow(
+          () =>
+            (promise = provisionDevice({
+              endpoint: "127.0.0.1:1",
+              idScope: "0ne00000001",
+              transport: "https",
+              security: { kind: "symmetricKey", registrationId, deviceKey: "a2V5" },
+              timeoutMs: TIMEOUT_MS,
+              signal,
+              ...request,
+            })),
+        );
+        await assert.rejects(promise!, (error: Error) => {
+          assert.ok(error instanceof ProvisioningError, String(error));
+          assert.equal(error.registrationId, registrationId);
+          assert.match(error.message, new RegExp(`^DPS registration of "${registrationId}" failed: `));
+          assert.match(error.message, reason);
+          assert.ok(error.cause instanceof Error, "the SDK's error kept as the cause");
+          return true;
+        });
+        assert.equal(getEventListeners(signal, "abort").length, 0);
+      });
+    }
+
     it("a disabled enrollment", async () => {
       const key = enrolSymmetricKey("prov-disabled", { provisioningStatus: "disabled" });
       await assert.rejects(
@@ -563,6 +631,116 @@ describe("provisionDevice", () => {
       assert.equal(accepted, before);
     });
   });
+
+  // Each test has its own relay, so they run side by side: each mostly waits for polls that must not come.
+  describe(
+    "a DPS that keeps answering assigning (the emulator's, Retry-After 1 s)",
+    { concurrency: true },
+    () => {
+      const RETRY_AFTER_MS = 1_000;
+      let dps: TestDps;
+      let key: string;
+
+      before(async () => {
+        dps = await startTestDps({
+          dps: { retryAfterSeconds: RETRY_AFTER_MS / 1000, extraAssigningPolls: 10_000 },
+        });
+        key = newSymmetricKey();
+        dps.store.putIndividualEnrollment({
+          registrationId: "prov-assigning",
+          attestation: { type: "symmetricKey", symmetricKey: { primaryKey: key } },
+        });
+      });
+
+      after(() => dps?.dispose());
+
+      /** A TCP relay in front of one DPS port that notes when each connection opens and the client sends. */
+      async function relay(targetPort: number) {
+        const opened: number[] = [];
+        const sent: number[] = [];
+        const sockets: Socket[] = [];
+        const server = createNetServer((client) => {
+          opened.push(Date.now());
+          const upstream = netConnect(targetPort, "127.0.0.1");
+          client.on("data", () => sent.push(Date.now()));
+          client.pipe(upstream).pipe(client);
+          sockets.push(client, upstream);
+          upstream.on("error", () => client.destroy());
+          client.on("error", () => upstream.destroy());
+        });
+        const port = await listening(server);
+        return {
+          port,
+          opened,
+          /** The device has polled once: it sent again after waiting about Retry-After. */
+          polled: () => sent.some((at, i) => i > 0 && at - sent[i - 1] >= RETRY_AFTER_MS * 0.7),
+          close: () => {
+            for (const socket of sockets) socket.destroy();
+            server.close();
+          },
+        };
+      }
+
+      function assigningRequest(transport: "amqp" | "https" | "mqtt", port: number): ProvisioningRequest {
+        return {
+          endpoint: `127.0.0.1:${port}`,
+          idScope: ID_SCOPE,
+          transport,
+          ca: dps.pki.caCert,
+          security: { kind: "symmetricKey", registrationId: "prov-assigning", deviceKey: key },
+          timeoutMs: TIMEOUT_MS,
+        };
+      }
+
+      /** Any poll after the registration is abandoned opens a connection: ours are closed by then. */
+      async function assertNoPollAfter(opened: number[], what: string): Promise<void> {
+        const before = opened.length;
+        await new Promise((resolve) => setTimeout(resolve, RETRY_AFTER_MS * 2.5));
+        assert.equal(opened.length, before, `no poll reaches DPS after ${what}`);
+      }
+
+      // The SDK's cancel() stops only the transport, which the next poll connects again; provisionDevice makes a
+      // cancelled transport refuse requests. Over MQTT, ending the idle connection must not end the process either.
+      for (const transport of ["amqp", "https", "mqtt"] as const) {
+        it(`${transport}: an abort while the device waits to poll again stops the polling`, async () => {
+          const dpsPort = dps.dps.ports[transport]!;
+          const entry = await relay(dpsPort);
+          try {
+            const controller = new AbortController();
+            const promise = provisionDevice({
+              ...assigningRequest(transport, entry.port),
+              signal: controller.signal,
+            });
+            await until(entry.polled, "the first poll");
+            // The poll's "assigning" comes back within milliseconds; the next poll is a second away.
+            await new Promise((resolve) => setTimeout(resolve, RETRY_AFTER_MS * 0.3));
+            controller.abort();
+            await assert.rejects(promise, SessionStoppedError);
+            await assertNoPollAfter(entry.opened, "the abort");
+          } finally {
+            entry.close();
+          }
+        });
+      }
+
+      it("mqtt: a time-out while the device waits to poll again stops the polling", async () => {
+        const entry = await relay(dps.dps.ports.mqtt!);
+        try {
+          // Register at once, poll after 1 s, time out half a second later, before the second poll.
+          await assert.rejects(
+            provisionDevice({ ...assigningRequest("mqtt", entry.port), timeoutMs: RETRY_AFTER_MS * 1.5 }),
+            (error: Error) =>
+              error instanceof ProvisioningError && error.cause instanceof OperationTimeoutError,
+          );
+          assert.ok(entry.polled(), "the device polled before it timed out");
+          await assertNoPollAfter(entry.opened, "the time-out");
+        } finally {
+          entry.close();
+        }
+      });
+    },
+  );
+
   describe("an AMQP server that closes each connection once TLS is up", () => {
     let server: TlsServer;
     let port: number;
@@ -598,14 +776,22 @@ describe("provisionDevice", () => {
     let skipReason: string | undefined;
     let accepted = 0;
     const sockets: Socket[] = [];
+    /** Connections the server accepted that are still open, and those on which the client sent something. */
+    const open = new Set<Socket>();
+    const talking = new Set<Socket>();
 
     before(async () => {
       const certificate = pki.issueServerCertForIp(HOST);
       server = createTlsServer({ ...certificate }, (socket) => {
         sockets.push(socket);
         socket.on("error", () => undefined);
+        socket.once("data", () => talking.add(socket));
       });
-      server.on("connection", () => accepted++);
+      server.on("connection", (socket: Socket) => {
+        accepted++;
+        open.add(socket);
+        socket.on("close", () => open.delete(socket));
+      });
       await new Promise<void>((resolve) => {
         server!.once("error", (error: NodeJS.ErrnoException) => {
           skipReason = `cannot listen on ${HOST}:443 here (${error.code})`;
@@ -639,5 +825,46 @@ describe("provisionDevice", () => {
         assert.ok(accepted > before, `the ${transport} request reached ${HOST}:443`);
       });
     }
+
+    // Without a proxy rhea holds only a WebSocket wrapper, which cannot end the socket: the agent must.
+    const amqpWs = (extra: Partial<ProvisioningRequest>): ProvisioningRequest => ({
+      endpoint: HOST,
+      idScope: "0ne00000001",
+      transport: "amqp-ws",
+      ca: pki.caCert,
+      security: { kind: "symmetricKey", registrationId: "prov-443-closed", deviceKey: "a2V5" },
+      timeoutMs: TIMEOUT_MS,
+      ...extra,
+    });
+    const closedSince = (openBefore: Set<Socket>) =>
+      until(
+        () => [...open].every((socket) => openBefore.has(socket)),
+        "the connection closed",
+        CLOSED_WITHIN_MS,
+      );
+
+    it("amqp-ws: an abort once the request is out closes the connection", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const controller = new AbortController();
+      const openBefore = new Set(open);
+      const talkingBefore = talking.size;
+      const promise = provisionDevice(amqpWs({ signal: controller.signal }));
+      await until(() => talking.size > talkingBefore, "the request");
+      controller.abort();
+      await assert.rejects(promise, SessionStoppedError);
+      await closedSince(openBefore);
+    });
+
+    it("amqp-ws: a time-out closes the connection", async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const openBefore = new Set(open);
+      const acceptedBefore = accepted;
+      await assert.rejects(
+        provisionDevice(amqpWs({ timeoutMs: 1_000 })),
+        (error: Error) => error instanceof ProvisioningError && error.cause instanceof OperationTimeoutError,
+      );
+      assert.ok(accepted > acceptedBefore, "the registration opened a connection before it timed out");
+      await closedSince(openBefore);
+    });
   });
 });

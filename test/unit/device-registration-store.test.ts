@@ -3,7 +3,7 @@
 // and a write that fails leaves no temporary file and does not block the next.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -126,6 +126,21 @@ describe("JSON file registration store", () => {
     await Promise.all(saving);
     const reopened = new JsonFileRegistrationStore(path);
     for (const id of ids) assert.deepEqual(await reopened.load(id, "0ne00012345"), registration(id));
+  });
+
+  // sysfs refuses to create a file, to root too: the temporary file is never made. Linux only.
+  it("reports why a write failed when its temporary file could not even be made", async (t) => {
+    const refusingDir = "/sys/kernel";
+    if (!(await stat(refusingDir).catch(() => undefined))?.isDirectory()) {
+      return t.skip(`no ${refusingDir} here`);
+    }
+    const store = new JsonFileRegistrationStore(join(refusingDir, "provisio-registrations.json"));
+    await assert.rejects(store.save(registration("dev-1")), (error: NodeJS.ErrnoException) => {
+      // EACCES; EROFS where /sys is mounted read-only (containers). Never rm's ENOENT for the missing file.
+      assert.ok(["EACCES", "EROFS"].includes(error.code ?? ""), String(error));
+      assert.equal(error.syscall, "open");
+      return true;
+    });
   });
 
   it("reports a write that fails, leaves no temporary file, and goes on with the next", async () => {
