@@ -79,18 +79,18 @@ interface MqttBaseInstance {
 }
 
 /**
- * An AMQP base that adds the trusted CA to every TLS connect. The only way that works for every
- * attestation, TPM included, without touching process-wide TLS settings (docs/dps-protocol.md §1.1).
+ * An AMQP base that adds the trusted CA and the WebSocket agent to every connect: the SDK's TPM connect passes
+ * neither on, and process-wide TLS settings are not ours to touch (docs/dps-protocol.md §1.1).
  */
-function amqpBaseTrusting(ca: string): AmqpBaseInstance {
+function amqpBaseWith(extra: { ca?: string; agent?: HttpsAgent }): AmqpBaseInstance {
   const { Amqp: Base } = requireFromAmqpTransport("azure-iot-amqp-base") as { Amqp: AmqpBaseClass };
-  class TrustingAmqpBase extends Base {
+  class ConfiguredAmqpBase extends Base {
     override connect(config: AmqpBaseConfig, done: unknown): unknown {
-      config.sslOptions = { ...config.sslOptions, ca };
+      config.sslOptions = { ...config.sslOptions, ...extra };
       return super.connect(config, done);
     }
   }
-  return new TrustingAmqpBase(true);
+  return new ConfiguredAmqpBase(true);
 }
 
 type ProvisioningTransport = ProvisioningAmqp | ProvisioningHttp | ProvisioningMqtt;
@@ -113,7 +113,7 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
   }
   switch (request.transport) {
     case "amqp": {
-      const base = ca ? amqpBaseTrusting(ca) : undefined;
+      const base = ca ? amqpBaseWith({ ca }) : undefined;
       return {
         host: request.endpoint,
         transport: new ProvisioningAmqp(base as ConstructorParameters<typeof ProvisioningAmqp>[0]),
@@ -128,12 +128,11 @@ function buildTransport(request: ProvisioningRequest): BuiltTransport {
           `the amqp-ws transport always uses port 443: remove ":${port}" from the endpoint`,
         );
       }
-      const base = ca ? amqpBaseTrusting(ca) : undefined;
-      const transport = new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]);
       // An agent of our own even without a proxy: rhea holds only a WebSocket wrapper that cannot end the socket,
       // so destroying the agent is what ends an abandoned registration's socket (docs/dps-protocol.md §2.4).
       const agent = proxy ? new ProxyTunnelAgent(proxy) : new HttpsAgent();
-      transport.setTransportOptions({ webSocketAgent: agent });
+      const base = amqpBaseWith(ca ? { ca, agent } : { agent });
+      const transport = new ProvisioningAmqpWs(base as ConstructorParameters<typeof ProvisioningAmqpWs>[0]);
       return { host, transport, dispose: () => agent.destroy() };
     }
     case "https": {

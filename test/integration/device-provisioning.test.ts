@@ -254,6 +254,42 @@ describe("provisionDevice", () => {
     }
   });
 
+  // The SDK's TPM connect passes no WebSocket agent on: without ours in the AMQP base it would bypass the proxy
+  // and go to 127.0.0.1:443 itself, where nothing listens.
+  it("a TPM device over amqp-ws through an HTTP proxy: the challenge connection goes through the tunnel too", async () => {
+    const tpm = await startTestTpm();
+    tpms.push(tpm);
+    const client = new TpmSecurityClient(tpm.connection);
+    const dpsPort = Number(emulator.endpoints.dps.https.split(":").pop());
+    const proxy = await connectProxy(dpsPort);
+    try {
+      const registrationId = await client.getRegistrationId();
+      emulator.dps.store.putIndividualEnrollment({
+        registrationId,
+        deviceId: "prov-tpm-amqp-ws-proxy",
+        attestation: {
+          type: "tpm",
+          tpm: { endorsementKey: (await client.getEndorsementKey()).toString("base64") },
+        },
+      });
+      const identity = await provisionDevice({
+        endpoint: "127.0.0.1",
+        idScope: emulator.idScope,
+        transport: "amqp-ws",
+        ca: emulator.caPem,
+        security: { kind: "tpm", registrationId, client },
+        proxy: { host: "127.0.0.1", port: proxy.port },
+        timeoutMs: TIMEOUT_MS,
+      });
+      assert.equal(identity.deviceId, "prov-tpm-amqp-ws-proxy");
+      assert.ok(proxy.targets.length > 0, "the registration went through the proxy");
+      for (const target of proxy.targets) assert.equal(target, "127.0.0.1:443");
+    } finally {
+      proxy.close();
+      await client.close();
+    }
+  });
+
   describe("configuration refused before any connection, as a rejection", () => {
     const security = { kind: "symmetricKey", registrationId: "cfg", deviceKey: "a2V5" } as const;
     const request = (extra: Partial<ProvisioningRequest>): ProvisioningRequest => ({
