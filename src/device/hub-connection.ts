@@ -187,7 +187,7 @@ export class HubConnection extends EventEmitter implements HubLink {
       connection.track(container, "azure-iot-amqp-base:error-indicated", (error: unknown) =>
         connection.markLost(asError(error) ?? new Error("IoT Hub detached a link")),
       );
-      // Heard here, a socket closing after the SDK let go of it is not printed to stderr by rhea.
+      // Heard here, a socket closing after the SDK let go of it (a failed WebSocket's close) is not printed by rhea.
       connection.track(container, "disconnected", () => undefined);
     }
     connection.track(connection.transport, "twinDesiredPropertiesUpdate", (patch: unknown) => {
