@@ -15,7 +15,7 @@ import type { IncomingMethodCall } from "./method-dispatcher.js";
 import type { Agent } from "node:https";
 import { Amqp, AmqpWs } from "azure-iot-device-amqp";
 import { Mqtt, MqttWs } from "azure-iot-device-mqtt";
-import { NoRetry } from "azure-iot-common";
+import { errors, NoRetry } from "azure-iot-common";
 import { TpmAuthenticationProvider, type TpmSigner } from "../tpm/authentication-provider.js";
 import type { HubTransportKind } from "./config.js";
 import { withDeadline } from "./deadline.js";
@@ -208,27 +208,36 @@ export class HubConnection extends EventEmitter implements HubLink {
   }
 
   sendEvent(message: Message): Promise<void> {
-    return this.client.sendEvent(message).then(() => undefined);
+    return this.whileOpen(() => this.client.sendEvent(message).then(() => undefined));
   }
 
   enableDesiredUpdates(): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.transport.enableTwinDesiredPropertiesUpdates((error) => (error ? reject(error) : resolve())),
+    return this.whileOpen(
+      () =>
+        new Promise((resolve, reject) =>
+          this.transport.enableTwinDesiredPropertiesUpdates((error) => (error ? reject(error) : resolve())),
+        ),
     );
   }
 
   getTwin(): Promise<TwinDocument> {
-    return new Promise((resolve, reject) =>
-      this.transport.getTwin((error, twin) => {
-        if (error) reject(error);
-        else resolve({ desired: { ...twin?.desired }, reported: { ...twin?.reported } });
-      }),
+    return this.whileOpen(
+      () =>
+        new Promise((resolve, reject) =>
+          this.transport.getTwin((error, twin) => {
+            if (error) reject(error);
+            else resolve({ desired: { ...twin?.desired }, reported: { ...twin?.reported } });
+          }),
+        ),
     );
   }
 
   updateReported(patch: Record<string, unknown>): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.transport.updateTwinReportedProperties(patch, (error) => (error ? reject(error) : resolve())),
+    return this.whileOpen(
+      () =>
+        new Promise((resolve, reject) =>
+          this.transport.updateTwinReportedProperties(patch, (error) => (error ? reject(error) : resolve())),
+        ),
     );
   }
 
@@ -260,6 +269,17 @@ export class HubConnection extends EventEmitter implements HubLink {
       if (this.provider instanceof TpmAuthenticationProvider) this.provider.stop();
       this.removeAllListeners();
     }
+  }
+
+  /**
+   * Runs an operation on a connection that is neither lost nor closed. The SDK's transports connect again on
+   * their own for any operation, so a lost or closed connection would otherwise open a second one behind the
+   * session's back; it fails at once instead, retryable, and the session's own loop reconnects.
+   */
+  private whileOpen<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new errors.NotConnectedError("the IoT Hub connection is closed"));
+    if (this.lost) return Promise.reject(new errors.NotConnectedError("the IoT Hub connection was lost"));
+    return operation();
   }
 
   private track<A extends unknown[]>(

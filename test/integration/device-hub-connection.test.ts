@@ -388,6 +388,38 @@ describe("HubConnection", () => {
       });
     }
 
+    for (const transport of ["amqp", "mqtt"] as const) {
+      it(`over ${transport}: a lost or closed connection refuses the twin and telemetry at once, and does not connect again`, async (t) => {
+        if (skipReason) return t.skip(skipReason);
+        const { connection, deviceId } = await openSas({ transport });
+        const disconnects: Array<Error | undefined> = [];
+        connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+        const refused = async (state: RegExp) => {
+          const operations: Array<[string, () => Promise<unknown>]> = [
+            ["getTwin", () => connection.getTwin()],
+            ["updateReported", () => connection.updateReported({ late: true })],
+            ["sendEvent", () => connection.sendEvent(new Message("late"))],
+            ["enableDesiredUpdates", () => connection.enableDesiredUpdates()],
+          ];
+          for (const [what, operation] of operations) {
+            await assert.rejects(within(operation(), what), (error: Error) => {
+              assert.equal(error.name, "NotConnectedError", `${what}: ${error.name}`);
+              assert.match(error.message, state);
+              return true;
+            });
+          }
+          assert.equal(emulator!.hub.service.isConnected(hub(), deviceId), false, "connected again");
+        };
+        assert.equal(emulator!.hub.faults.dropConnection(hub(), deviceId), true);
+        await until(() => disconnects.length > 0, "disconnect");
+        await until(() => !emulator!.hub.service.isConnected(hub(), deviceId), "the hub sees the device go");
+        await refused(/the IoT Hub connection was lost/);
+        await connection.close();
+        await refused(/the IoT Hub connection is closed/);
+        assert.equal(emulator!.hub.service.recentTelemetry(hub(), deviceId).length, 0);
+      });
+    }
+
     it("over amqp: a twin link the hub detaches with an error is a 'disconnect' with that error", async (t) => {
       if (skipReason) return t.skip(skipReason);
       const { connection, deviceId } = await openSas({ transport: "amqp" });
