@@ -258,9 +258,11 @@ export class HubConnection extends EventEmitter implements HubLink {
     for (const { emitter, event, listener } of this.registered.splice(0))
       emitter.removeListener(event, listener);
     this.commands.release();
-    // Late SDK errors during the rundown must still be heard by someone.
+    // Late SDK errors during the rundown must still be heard by someone, and a socket rhea reports after the SDK
+    // let go of it (a WebSocket given up while opening: its error, then its close) is not printed by rhea.
     const ignore = (): void => undefined;
     this.client.on("error", ignore);
+    rheaContainerOf(this.transport)?.on("disconnected", ignore);
     try {
       await withDeadline(this.client.close(), "IoT Hub close", this.closeTimeoutMs);
     } catch {
@@ -308,12 +310,15 @@ export class HubConnection extends EventEmitter implements HubLink {
 function endOpeningSocket(transport: unknown): void {
   const sdk = transport as
     | {
-        _amqp?: { _rheaConnection?: { socket?: { destroy?: () => void } } };
+        _amqp?: { _rheaConnection?: { socket?: { destroy?: () => void; end?: () => void } } };
         _mqtt?: { _mqttClient?: { end?: (force: boolean) => void } };
       }
     | undefined;
   const amqpSocket = sdk?._amqp?._rheaConnection?.socket;
   if (typeof amqpSocket?.destroy === "function") amqpSocket.destroy();
+  // Over WebSocket rhea holds a wrapper whose end() closes the WebSocket: a handshake in progress is aborted,
+  // its socket destroyed; an open one is closed by the closing handshake (ws destroys it after 30 s unanswered).
+  else if (typeof amqpSocket?.end === "function") amqpSocket.end();
   const mqttClient = sdk?._mqtt?._mqttClient;
   if (typeof mqttClient?.end === "function") mqttClient.end(true);
 }

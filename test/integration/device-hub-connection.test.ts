@@ -53,6 +53,20 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
+/** What the process writes to stderr until `restore()`, still written through. */
+function capturedStderr(): { printed: string[]; restore: () => void } {
+  const printed: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
+    printed.push(String(chunk));
+    return write(chunk, ...rest);
+  };
+  return { printed, restore: () => (process.stderr.write = write) };
+}
+
+/** What rhea prints of a connection ("[connection-1] disconnected …") when no one hears its event. */
+const RHEA_PRINT = /\[connection-\d+\]/;
+
 /**
  * The listeners on the SDK's objects for the events a connection listens to (the client, its transport and,
  * for AMQP, the rhea container): a closed connection must leave none of its own behind.
@@ -169,14 +183,14 @@ describe("HubConnection", () => {
       await connection.close();
       const amqp = transport.startsWith("amqp") ? 1 : 0;
       // Ours are gone; the SDK keeps one 'error' listener on its transport and, for AMQP, one on rhea's
-      // error-indicated event.
+      // error-indicated event; the rundown keeps its no-op on rhea's disconnected event.
       assert.deepEqual(sdkListeners(connection), {
         "client disconnect": 0,
         "transport disconnect": 0,
         "transport error": listening["transport error"] - 1,
         "transport twinDesiredPropertiesUpdate": 0,
         "container error-indicated": listening["container error-indicated"] - amqp,
-        "container disconnected": 0,
+        "container disconnected": amqp,
       });
       await until(() => !emulator!.hub.service.isConnected(hub(), deviceId), "the hub sees the device go");
       assert.equal(connection.listenerCount("desired"), 0);
@@ -689,6 +703,58 @@ describe("HubConnection", () => {
       });
     }
 
+    it("amqp-ws: a connect given up, by its time-out or an abort, leaves no socket open, and rhea prints nothing", async () => {
+      // The WebSocket reaches the silent server through a CONNECT proxy of the test's own, whatever port it names.
+      const tunnels: Socket[] = [];
+      const proxyServer = createHttpServer();
+      proxyServer.on("connect", (_request: IncomingMessage, client: Socket) => {
+        const upstream = netConnect(port, "127.0.0.1", () => {
+          client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+          upstream.pipe(client).pipe(upstream);
+        });
+        tunnels.push(client, upstream);
+        upstream.on("error", () => client.destroy());
+        client.on("error", () => upstream.destroy());
+      });
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: await listening(proxyServer) });
+      const silentWebSocketHub = (extra: Partial<HubConnectOptions>) =>
+        HubConnection.open(
+          { assignedHub: "127.0.0.1", deviceId: "silent-dev" },
+          { kind: "symmetricKey", key: Buffer.from("k".repeat(32)).toString("base64") },
+          {
+            transport: "amqp-ws",
+            webSocketAgent: agent,
+            ca: pki.caCert,
+            connectTimeoutMs: WAIT_MS,
+            closeTimeoutMs: 1_000,
+            ...extra,
+          },
+        );
+      const { printed, restore } = capturedStderr();
+      try {
+        const beforeTimeout = sockets.length;
+        await assert.rejects(silentWebSocketHub({ connectTimeoutMs: 1_000 }), OperationTimeoutError);
+        await closedWithin(sockets[beforeTimeout], 5_000, "after the time-out");
+        const controller = new AbortController();
+        const beforeAbort = sockets.length;
+        const opening = silentWebSocketHub({ signal: controller.signal });
+        await until(() => sockets.length > beforeAbort, "the connection");
+        controller.abort();
+        await assert.rejects(opening, SessionStoppedError);
+        await closedWithin(sockets[beforeAbort], 5_000, "after the abort");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      } finally {
+        restore();
+        agent.destroy();
+        for (const socket of tunnels) socket.destroy();
+        proxyServer.close();
+      }
+      assert.deepEqual(
+        printed.filter((text) => RHEA_PRINT.test(text)),
+        [],
+      );
+    });
+
     it("mqtt-ws through a proxy where nothing listens: the real network error, not 'Not authorized'", async (t) => {
       if (skipReason) return t.skip(skipReason);
       const probe = createTlsServer();
@@ -720,12 +786,7 @@ describe("HubConnection", () => {
       const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: deadPort });
       // The failed WebSocket reports an error and then its close: rhea tells of each, and the SDK, which lets go
       // of the connection at the first, hears only that one. rhea prints what no one hears.
-      const printed: string[] = [];
-      const write = process.stderr.write.bind(process.stderr);
-      process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
-        printed.push(String(chunk));
-        return write(chunk, ...rest);
-      };
+      const { printed, restore } = capturedStderr();
       try {
         await assert.rejects(
           HubConnection.open(
@@ -742,11 +803,11 @@ describe("HubConnection", () => {
         );
         await new Promise((resolve) => setTimeout(resolve, 200));
       } finally {
-        process.stderr.write = write;
+        restore();
         agent.destroy();
       }
       assert.deepEqual(
-        printed.filter((text) => /\[connection-\d+\]/.test(text)),
+        printed.filter((text) => RHEA_PRINT.test(text)),
         [],
       );
     });
