@@ -15,7 +15,7 @@ import type { IncomingMethodCall } from "./method-dispatcher.js";
 import type { Agent } from "node:https";
 import { Amqp, AmqpWs } from "azure-iot-device-amqp";
 import { Mqtt, MqttWs } from "azure-iot-device-mqtt";
-import { NoRetry } from "azure-iot-common";
+import { errors, NoRetry } from "azure-iot-common";
 import { TpmAuthenticationProvider, type TpmSigner } from "../tpm/authentication-provider.js";
 import type { HubTransportKind } from "./config.js";
 import { withDeadline } from "./deadline.js";
@@ -187,7 +187,7 @@ export class HubConnection extends EventEmitter implements HubLink {
       connection.track(container, "azure-iot-amqp-base:error-indicated", (error: unknown) =>
         connection.markLost(asError(error) ?? new Error("IoT Hub detached a link")),
       );
-      // Heard here, a socket closing after the SDK let go of it is not printed to stderr by rhea.
+      // Heard here, a socket closing after the SDK let go of it (a failed WebSocket's close) is not printed by rhea.
       connection.track(container, "disconnected", () => undefined);
     }
     connection.track(connection.transport, "twinDesiredPropertiesUpdate", (patch: unknown) => {
@@ -208,27 +208,36 @@ export class HubConnection extends EventEmitter implements HubLink {
   }
 
   sendEvent(message: Message): Promise<void> {
-    return this.client.sendEvent(message).then(() => undefined);
+    return this.whileOpen(() => this.client.sendEvent(message).then(() => undefined));
   }
 
   enableDesiredUpdates(): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.transport.enableTwinDesiredPropertiesUpdates((error) => (error ? reject(error) : resolve())),
+    return this.whileOpen(
+      () =>
+        new Promise((resolve, reject) =>
+          this.transport.enableTwinDesiredPropertiesUpdates((error) => (error ? reject(error) : resolve())),
+        ),
     );
   }
 
   getTwin(): Promise<TwinDocument> {
-    return new Promise((resolve, reject) =>
-      this.transport.getTwin((error, twin) => {
-        if (error) reject(error);
-        else resolve({ desired: { ...twin?.desired }, reported: { ...twin?.reported } });
-      }),
+    return this.whileOpen(
+      () =>
+        new Promise((resolve, reject) =>
+          this.transport.getTwin((error, twin) => {
+            if (error) reject(error);
+            else resolve({ desired: { ...twin?.desired }, reported: { ...twin?.reported } });
+          }),
+        ),
     );
   }
 
   updateReported(patch: Record<string, unknown>): Promise<void> {
-    return new Promise((resolve, reject) =>
-      this.transport.updateTwinReportedProperties(patch, (error) => (error ? reject(error) : resolve())),
+    return this.whileOpen(
+      () =>
+        new Promise((resolve, reject) =>
+          this.transport.updateTwinReportedProperties(patch, (error) => (error ? reject(error) : resolve())),
+        ),
     );
   }
 
@@ -249,9 +258,11 @@ export class HubConnection extends EventEmitter implements HubLink {
     for (const { emitter, event, listener } of this.registered.splice(0))
       emitter.removeListener(event, listener);
     this.commands.release();
-    // Late SDK errors during the rundown must still be heard by someone.
+    // Late SDK errors during the rundown must still be heard by someone, and a socket rhea reports after the SDK
+    // let go of it (a WebSocket given up while opening: its error, then its close) is not printed by rhea.
     const ignore = (): void => undefined;
     this.client.on("error", ignore);
+    rheaContainerOf(this.transport)?.on("disconnected", ignore);
     try {
       await withDeadline(this.client.close(), "IoT Hub close", this.closeTimeoutMs);
     } catch {
@@ -260,6 +271,17 @@ export class HubConnection extends EventEmitter implements HubLink {
       if (this.provider instanceof TpmAuthenticationProvider) this.provider.stop();
       this.removeAllListeners();
     }
+  }
+
+  /**
+   * Runs an operation on a connection that is neither lost nor closed. The SDK's transports connect again on
+   * their own for any operation, so a lost or closed connection would otherwise open a second one behind the
+   * session's back; it fails at once instead, retryable, and the session's own loop reconnects.
+   */
+  private whileOpen<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new errors.NotConnectedError("the IoT Hub connection is closed"));
+    if (this.lost) return Promise.reject(new errors.NotConnectedError("the IoT Hub connection was lost"));
+    return operation();
   }
 
   private track<A extends unknown[]>(
@@ -288,12 +310,15 @@ export class HubConnection extends EventEmitter implements HubLink {
 function endOpeningSocket(transport: unknown): void {
   const sdk = transport as
     | {
-        _amqp?: { _rheaConnection?: { socket?: { destroy?: () => void } } };
+        _amqp?: { _rheaConnection?: { socket?: { destroy?: () => void; end?: () => void } } };
         _mqtt?: { _mqttClient?: { end?: (force: boolean) => void } };
       }
     | undefined;
   const amqpSocket = sdk?._amqp?._rheaConnection?.socket;
   if (typeof amqpSocket?.destroy === "function") amqpSocket.destroy();
+  // Over WebSocket rhea holds a wrapper whose end() closes the WebSocket: a handshake in progress is aborted,
+  // its socket destroyed; an open one is closed by the closing handshake (ws destroys it after 30 s unanswered).
+  else if (typeof amqpSocket?.end === "function") amqpSocket.end();
   const mqttClient = sdk?._mqtt?._mqttClient;
   if (typeof mqttClient?.end === "function") mqttClient.end(true);
 }

@@ -14,13 +14,16 @@ import { join } from "node:path";
 import { errors } from "azure-iot-common";
 import { Message } from "azure-iot-device";
 import { startEmulator, type Emulator } from "../../src/emulator/index.js";
+import { startHub, type Hub } from "../../src/emulator/hub/index.js";
 import { HubConnection, type HubConnectOptions } from "../../src/device/hub-connection.js";
 import type { IncomingMethodCall } from "../../src/device/method-dispatcher.js";
 import type { IncomingCloudMessage } from "../../src/device/c2d-inbox.js";
 import { OperationTimeoutError, SessionStoppedError } from "../../src/device/errors.js";
 import { HUB_TRANSPORTS } from "../../src/device/config.js";
 import { ProxyTunnelAgent } from "../../src/device/proxy.js";
+import { TpmAuthenticationProvider } from "../../src/tpm/authentication-provider.js";
 import { createTestPki, type TestPki } from "../support/test-certs.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
 
 /** This file's own address: the hub listens on Azure's ports 5671, 8883 and 443 there. */
 const HUB_HOST = "127.0.0.171";
@@ -49,6 +52,20 @@ async function until(condition: () => boolean, what: string): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** What the process writes to stderr until `restore()`, still written through. */
+function capturedStderr(): { printed: string[]; restore: () => void } {
+  const printed: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
+    printed.push(String(chunk));
+    return write(chunk, ...rest);
+  };
+  return { printed, restore: () => (process.stderr.write = write) };
+}
+
+/** What rhea prints of a connection ("[connection-1] disconnected …") when no one hears its event. */
+const RHEA_PRINT = /\[connection-\d+\]/;
 
 /**
  * The listeners on the SDK's objects for the events a connection listens to (the client, its transport and,
@@ -166,14 +183,14 @@ describe("HubConnection", () => {
       await connection.close();
       const amqp = transport.startsWith("amqp") ? 1 : 0;
       // Ours are gone; the SDK keeps one 'error' listener on its transport and, for AMQP, one on rhea's
-      // error-indicated event.
+      // error-indicated event; the rundown keeps its no-op on rhea's disconnected event.
       assert.deepEqual(sdkListeners(connection), {
         "client disconnect": 0,
         "transport disconnect": 0,
         "transport error": listening["transport error"] - 1,
         "transport twinDesiredPropertiesUpdate": 0,
         "container error-indicated": listening["container error-indicated"] - amqp,
-        "container disconnected": 0,
+        "container disconnected": amqp,
       });
       await until(() => !emulator!.hub.service.isConnected(hub(), deviceId), "the hub sees the device go");
       assert.equal(connection.listenerCount("desired"), 0);
@@ -347,6 +364,28 @@ describe("HubConnection", () => {
     await connection.close();
   });
 
+  for (const transport of ["amqp", "mqtt"] as const) {
+    it(`over ${transport}: a twin GET the hub refuses rejects with the hub's error; the connection stays usable`, async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const { connection } = await openSas({ transport });
+      await connection.updateReported({ mode: "auto" });
+      const disconnects: Array<Error | undefined> = [];
+      connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+      emulator!.hub.faults.throttleTwinGetsNext(1);
+      await assert.rejects(within(connection.getTwin(), "the refused twin GET"), (error: Error) => {
+        assert.match(error.message, /Twin reads throttled: too many requests/);
+        // Over AMQP the SDK keeps the error its twin client made of the hub's 429; MQTT keeps only the message.
+        if (transport === "amqp")
+          assert.equal((error as { amqpError?: Error }).amqpError?.name, "ThrottlingError");
+        return true;
+      });
+      const twin = await within(connection.getTwin(), "the next twin GET");
+      assert.equal(twin.reported.mode, "auto");
+      assert.deepEqual(disconnects, [], "a refused request is no lost connection");
+      await connection.close();
+    });
+  }
+
   describe("a lost connection", () => {
     for (const transport of ["amqp", "mqtt"] as const) {
       it(`over ${transport}: the hub dropping the socket is one 'disconnect' with an Error`, async (t) => {
@@ -360,6 +399,38 @@ describe("HubConnection", () => {
         assert.equal(disconnects.length, 1);
         assert.ok(disconnects[0] instanceof Error, String(disconnects[0]));
         await within(connection.close(), "close after a drop");
+      });
+    }
+
+    for (const transport of ["amqp", "mqtt"] as const) {
+      it(`over ${transport}: a lost or closed connection refuses the twin and telemetry at once, and does not connect again`, async (t) => {
+        if (skipReason) return t.skip(skipReason);
+        const { connection, deviceId } = await openSas({ transport });
+        const disconnects: Array<Error | undefined> = [];
+        connection.on("disconnect", (error: Error | undefined) => disconnects.push(error));
+        const refused = async (state: RegExp) => {
+          const operations: Array<[string, () => Promise<unknown>]> = [
+            ["getTwin", () => connection.getTwin()],
+            ["updateReported", () => connection.updateReported({ late: true })],
+            ["sendEvent", () => connection.sendEvent(new Message("late"))],
+            ["enableDesiredUpdates", () => connection.enableDesiredUpdates()],
+          ];
+          for (const [what, operation] of operations) {
+            await assert.rejects(within(operation(), what), (error: Error) => {
+              assert.equal(error.name, "NotConnectedError", `${what}: ${error.name}`);
+              assert.match(error.message, state);
+              return true;
+            });
+          }
+          assert.equal(emulator!.hub.service.isConnected(hub(), deviceId), false, "connected again");
+        };
+        assert.equal(emulator!.hub.faults.dropConnection(hub(), deviceId), true);
+        await until(() => disconnects.length > 0, "disconnect");
+        await until(() => !emulator!.hub.service.isConnected(hub(), deviceId), "the hub sees the device go");
+        await refused(/the IoT Hub connection was lost/);
+        await connection.close();
+        await refused(/the IoT Hub connection is closed/);
+        assert.equal(emulator!.hub.service.recentTelemetry(hub(), deviceId).length, 0);
       });
     }
 
@@ -446,6 +517,112 @@ describe("HubConnection", () => {
     });
   });
 
+  describe("against a hub of its own behind a proxy of the test's own, which can hold the hub's answers", () => {
+    const target = { host: "127.0.0.1", port: 0 };
+    let proxy: TcpProxy;
+    let ownHub: Hub;
+    let hubName: string;
+    let ownDevices = 0;
+
+    before(async () => {
+      // The proxy dials `target` at each connection, so the hub, named after the proxy's port, listens after it.
+      proxy = await TcpProxy.start(target);
+      hubName = `127.0.0.1:${proxy.port}`;
+      ownHub = await startHub({
+        host: "127.0.0.1",
+        hostNames: [hubName],
+        tls: { key: pki.serverKey, cert: pki.serverCert },
+      });
+      target.port = ownHub.port;
+    });
+
+    after(async () => {
+      await proxy.close();
+      await ownHub.close();
+    });
+
+    /** A device on the hub; its key also makes what the TPM would sign. */
+    function ownDevice(): { deviceId: string; key: string } {
+      ownDevices += 1;
+      const deviceId = `hub-conn-proxied-${ownDevices}`;
+      const key = Buffer.from(`key-of-${deviceId}-0123456789abcdef`).toString("base64");
+      ownHub.registry.upsertDevice({
+        hubHostName: hubName,
+        deviceId,
+        status: "enabled",
+        authentication: { type: "sas", symmetricKey: { primaryKey: key } },
+      });
+      return { deviceId, key };
+    }
+
+    /** The network gives up on the connections the proxy held: each is reset, and new ones flow again. */
+    function giveUp(): void {
+      proxy.resetAll();
+      proxy.heal();
+    }
+
+    it("a TPM credential's token renewal ends with a close the hub never answers", async () => {
+      const { deviceId, key } = ownDevice();
+      let signed = 0;
+      const signer = {
+        signWithIdentity: (data: Buffer) => {
+          signed += 1;
+          return Promise.resolve(createHmac("sha256", Buffer.from(key, "base64")).update(data).digest());
+        },
+      };
+      const connection = await HubConnection.open(
+        { assignedHub: hubName, deviceId },
+        { kind: "tpm", signer },
+        { ca: pki.caCert, connectTimeoutMs: WAIT_MS, closeTimeoutMs: 300 },
+      );
+      // A renewal every second (2 s tokens, renewed 1 s before they expire), as the SDK's tokenRenewal option sets it.
+      const provider = (connection as unknown as { provider: TpmAuthenticationProvider }).provider;
+      provider.setTokenRenewalValues(2, 1);
+      proxy.partition();
+      try {
+        await connection.close();
+        const signedAtClose = signed;
+        // The SDK's own close, still waiting for the hub, would stop the renewal only after its 45 s rundown.
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        assert.equal(signed, signedAtClose, "no token signed after the close");
+      } finally {
+        giveUp();
+      }
+    });
+
+    it("an SDK error that comes after a close the hub never answered is heard, not thrown", async () => {
+      const { deviceId, key } = ownDevice();
+      const connection = await HubConnection.open(
+        { assignedHub: hubName, deviceId },
+        { kind: "symmetricKey", key },
+        { ca: pki.caCert, connectTimeoutMs: WAIT_MS, closeTimeoutMs: 300 },
+      );
+      connection.receiveCloudMessages();
+      await connection.enableMethods(["ping"]);
+      // Each 'error' the client emits, seen without listening to it (a listener would hear it for us).
+      const client = (connection as unknown as { client: NodeJS.EventEmitter }).client;
+      const lateErrors: unknown[] = [];
+      const emit = client.emit.bind(client);
+      client.emit = (event: string | symbol, ...args: unknown[]): boolean => {
+        if (event === "error") lateErrors.push(args[0]);
+        return emit(event, ...args);
+      };
+      // A message received shows the C2D link attached.
+      const messages: IncomingCloudMessage[] = [];
+      connection.on("cloudMessage", (message: IncomingCloudMessage) => messages.push(message));
+      ownHub.service.sendCloudToDevice(hubName, deviceId, { body: "before the partition" });
+      await until(() => messages.length > 0, "the cloud message");
+      await messages[0].settle("complete");
+      proxy.partition();
+      // The close stops receiving: the SDK detaches its C2D link, and its rundown waits for the hub past the deadline.
+      await within(connection.close(), "the close");
+      // When the network gives up, the rundown forces that detach, and the SDK emits its failure on the client.
+      giveUp();
+      await until(() => lateErrors.length > 0, "the SDK's late error");
+      assert.ok(lateErrors[0] instanceof Error, String(lateErrors[0]));
+    });
+  });
+
   describe("against TLS servers of the test's own", () => {
     let server: TlsServer;
     let port: number;
@@ -526,6 +703,58 @@ describe("HubConnection", () => {
       });
     }
 
+    it("amqp-ws: a connect given up, by its time-out or an abort, leaves no socket open, and rhea prints nothing", async () => {
+      // The WebSocket reaches the silent server through a CONNECT proxy of the test's own, whatever port it names.
+      const tunnels: Socket[] = [];
+      const proxyServer = createHttpServer();
+      proxyServer.on("connect", (_request: IncomingMessage, client: Socket) => {
+        const upstream = netConnect(port, "127.0.0.1", () => {
+          client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+          upstream.pipe(client).pipe(upstream);
+        });
+        tunnels.push(client, upstream);
+        upstream.on("error", () => client.destroy());
+        client.on("error", () => upstream.destroy());
+      });
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: await listening(proxyServer) });
+      const silentWebSocketHub = (extra: Partial<HubConnectOptions>) =>
+        HubConnection.open(
+          { assignedHub: "127.0.0.1", deviceId: "silent-dev" },
+          { kind: "symmetricKey", key: Buffer.from("k".repeat(32)).toString("base64") },
+          {
+            transport: "amqp-ws",
+            webSocketAgent: agent,
+            ca: pki.caCert,
+            connectTimeoutMs: WAIT_MS,
+            closeTimeoutMs: 1_000,
+            ...extra,
+          },
+        );
+      const { printed, restore } = capturedStderr();
+      try {
+        const beforeTimeout = sockets.length;
+        await assert.rejects(silentWebSocketHub({ connectTimeoutMs: 1_000 }), OperationTimeoutError);
+        await closedWithin(sockets[beforeTimeout], 5_000, "after the time-out");
+        const controller = new AbortController();
+        const beforeAbort = sockets.length;
+        const opening = silentWebSocketHub({ signal: controller.signal });
+        await until(() => sockets.length > beforeAbort, "the connection");
+        controller.abort();
+        await assert.rejects(opening, SessionStoppedError);
+        await closedWithin(sockets[beforeAbort], 5_000, "after the abort");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      } finally {
+        restore();
+        agent.destroy();
+        for (const socket of tunnels) socket.destroy();
+        proxyServer.close();
+      }
+      assert.deepEqual(
+        printed.filter((text) => RHEA_PRINT.test(text)),
+        [],
+      );
+    });
+
     it("mqtt-ws through a proxy where nothing listens: the real network error, not 'Not authorized'", async (t) => {
       if (skipReason) return t.skip(skipReason);
       const probe = createTlsServer();
@@ -548,6 +777,39 @@ describe("HubConnection", () => {
       } finally {
         agent.destroy();
       }
+    });
+
+    it("amqp-ws through a proxy where nothing listens: open rejects, and rhea prints nothing to stderr", async () => {
+      const probe = createTlsServer();
+      const deadPort = await listening(probe);
+      await new Promise((resolve) => probe.close(resolve));
+      const agent = new ProxyTunnelAgent({ host: "127.0.0.1", port: deadPort });
+      // The failed WebSocket reports an error and then its close: rhea tells of each, and the SDK, which lets go
+      // of the connection at the first, hears only that one. rhea prints what no one hears.
+      const { printed, restore } = capturedStderr();
+      try {
+        await assert.rejects(
+          HubConnection.open(
+            { assignedHub: HUB_HOST, deviceId: "nobody" },
+            { kind: "symmetricKey", key: Buffer.from("k".repeat(32)).toString("base64") },
+            {
+              transport: "amqp-ws",
+              webSocketAgent: agent,
+              ca: pki.caCert,
+              connectTimeoutMs: WAIT_MS,
+              closeTimeoutMs: 1_000,
+            },
+          ),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      } finally {
+        restore();
+        agent.destroy();
+      }
+      assert.deepEqual(
+        printed.filter((text) => RHEA_PRINT.test(text)),
+        [],
+      );
     });
 
     it("mqtt to a port where nothing listens: the real network error, not 'Not authorized'", async () => {

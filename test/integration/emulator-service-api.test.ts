@@ -134,6 +134,9 @@ class FakeHub extends EventEmitter implements HubRegistry, HubService, HubFaults
   exceedQuotaNext(count: number) {
     this.faultCalls.push(`quota ${count}`);
   }
+  throttleTwinGetsNext(count: number) {
+    this.faultCalls.push(`throttle twin gets ${count}`);
+  }
   delayAcks(ms: number) {
     this.faultCalls.push(`delay ${ms}`);
   }
@@ -513,12 +516,17 @@ describe("service REST API", () => {
     });
     await call("POST", "/emulator/faults/hub/reject-tokens", { token, body: JSON.stringify({ count: 2 }) });
     await call("POST", "/emulator/faults/hub/throttle", { token, body: JSON.stringify({ count: 3 }) });
+    await call("POST", "/emulator/faults/hub/throttle-twin-gets", {
+      token,
+      body: JSON.stringify({ count: 4 }),
+    });
     await call("POST", "/emulator/faults/hub/delay-acks", { token, body: JSON.stringify({ ms: 250 }) });
     assert.deepEqual(hub.faultCalls, [
       "drop dev-f",
       "detach dev-f twin",
       "reject 2",
       "throttle 3",
+      "throttle twin gets 4",
       "delay 250",
     ]);
     const badLink = await call("POST", "/emulator/faults/hub/detach-link", {

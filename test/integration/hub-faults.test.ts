@@ -139,6 +139,20 @@ describe("IoT Hub emulator faults and limits", () => {
     );
   });
 
+  it("throttleTwinGetsNext answers the next twin GET 429, seen by the SDK as ThrottlingError; the one after is answered", async () => {
+    const client = await openClient("twin-throttle-1");
+    // The SDK's own policy would ask again after a back-off; without it the refusal itself shows.
+    client.setRetryPolicy(new NoRetry());
+    hub.faults.throttleTwinGetsNext(1);
+    await assert.rejects(withTimeout(client.getTwin(), "getTwin"), (error: Error & { amqpError?: Error }) => {
+      assert.match(error.message, /Twin reads throttled: too many requests/);
+      assert.equal(error.amqpError?.name, "ThrottlingError");
+      return true;
+    });
+    const twin: Twin = await withTimeout(client.getTwin(), "getTwin");
+    assert.equal(typeof twin.properties.reported.$version, "number");
+  });
+
   it("delayAcks holds back the accepted disposition by at least the delay", async () => {
     const client = await openClient("delay-1");
     const delayMs = 1200;
@@ -230,6 +244,7 @@ describe("IoT Hub emulator faults and limits", () => {
       "detach-twin",
       "throttle-1",
       "quota-1",
+      "twin-throttle-1",
       "delay-1",
       "size-1",
       "c2d-outcomes",

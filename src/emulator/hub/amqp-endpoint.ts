@@ -107,7 +107,7 @@ export class AmqpEndpoint {
       options.servicePolicies ?? [],
     );
     this.telemetryReceiver = new TelemetryReceiver(store, telemetry, this.faults, this.timers, events);
-    this.twins = new TwinLinks(store, this.connections, events);
+    this.twins = new TwinLinks(store, this.connections, this.faults, events);
     this.feedback = new ServiceFeedback(this.connections, (hub, deviceId) =>
       store.generationId(hub, deviceId),
     );
@@ -239,6 +239,10 @@ export class AmqpEndpoint {
 
   exceedQuotaNext(count: number): void {
     this.faults.exceedQuotaNext(count);
+  }
+
+  throttleTwinGetsNext(count: number): void {
+    this.faults.throttleTwinGetsNext(count);
   }
 
   delayAcks(ms: number): void {

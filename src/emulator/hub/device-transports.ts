@@ -27,6 +27,7 @@ export type HubEndpoint = Pick<
   | "rejectNextTokens"
   | "throttleNext"
   | "exceedQuotaNext"
+  | "throttleTwinGetsNext"
   | "delayAcks"
 >;
 
@@ -98,6 +99,11 @@ export class DeviceTransports implements HubEndpoint {
 
   exceedQuotaNext(count: number): void {
     this.amqp.exceedQuotaNext(count);
+  }
+
+  /** One count for AMQP and MQTT: both read the same fault switches. */
+  throttleTwinGetsNext(count: number): void {
+    this.amqp.throttleTwinGetsNext(count);
   }
 
   delayAcks(ms: number): void {

@@ -21,6 +21,7 @@ export const AzureErrorCode = {
   DeviceNotOnline: 404103,
   PreconditionFailed: 412002,
   MessageTooLarge: 413001,
+  ThrottlingException: 429001,
   GatewayTimeout: 504101,
 } as const;
 

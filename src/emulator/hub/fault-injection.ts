@@ -1,5 +1,5 @@
 // Fault injection for tests (HubFaults): dropped connections, detached links, rejected tokens, throttled
-// or over-quota telemetry and delayed acknowledgements.
+// or over-quota telemetry, throttled twin reads and delayed acknowledgements.
 import { closeLink, Condition, destroySocket } from "./amqp-wire.js";
 import type { DeviceConnections } from "./device-connections.js";
 import type { LinkRole } from "./link-state.js";
@@ -9,6 +9,7 @@ export class FaultInjection {
   private tokensToReject = 0;
   private telemetryToThrottle = 0;
   private telemetryOverQuota = 0;
+  private twinGetsToThrottle = 0;
   private ackDelay = 0;
 
   constructor(private readonly connections: DeviceConnections) {}
@@ -53,6 +54,10 @@ export class FaultInjection {
     this.telemetryOverQuota = Math.max(0, Math.floor(count));
   }
 
+  throttleTwinGetsNext(count: number): void {
+    this.twinGetsToThrottle = Math.max(0, Math.floor(count));
+  }
+
   delayAcks(ms: number): void {
     this.ackDelay = Math.max(0, ms);
   }
@@ -66,6 +71,13 @@ export class FaultInjection {
   takeTokenRejection(): boolean {
     if (this.tokensToReject <= 0) return false;
     this.tokensToReject -= 1;
+    return true;
+  }
+
+  /** True when this twin GET is to be refused as throttled (and counts it). */
+  takeTwinGetThrottling(): boolean {
+    if (this.twinGetsToThrottle <= 0) return false;
+    this.twinGetsToThrottle -= 1;
     return true;
   }
 

@@ -154,6 +154,10 @@ class Faults implements HubFaults {
     this.endpoint.exceedQuotaNext(count);
   }
 
+  throttleTwinGetsNext(count: number): void {
+    this.endpoint.throttleTwinGetsNext(count);
+  }
+
   delayAcks(ms: number): void {
     this.endpoint.delayAcks(ms);
   }

@@ -395,7 +395,10 @@ export class MqttDeviceSession {
       }
       case "twin-get":
         ack();
-        return this.twinResponse(topic.rid, answerTwinGet(this.parts.store, hubHostName, deviceId));
+        return this.twinResponse(
+          topic.rid,
+          answerTwinGet(this.parts.store, this.parts.faults, hubHostName, deviceId),
+        );
       case "twin-reported":
         ack();
         return this.twinResponse(

@@ -9,7 +9,9 @@ import type { ConnectionState, DeviceConnections } from "./device-connections.js
 import type { DesiredChange, DeviceStore } from "./device-store.js";
 import { AzureErrorCode, type AzureErrorBody, type AzureErrorName } from "./errors.js";
 import { sendOnLink, type LinkState } from "./link-state.js";
+import type { FaultInjection } from "./fault-injection.js";
 import { emitSafely } from "./service-events.js";
+import { TWIN_GET_THROTTLED } from "./twin-requests.js";
 import { TwinRuleViolation } from "./twin-rules.js";
 import type { TwinSubscriptionEvent } from "./types.js";
 
@@ -17,6 +19,7 @@ export class TwinLinks {
   constructor(
     private readonly store: DeviceStore,
     private readonly connections: DeviceConnections,
+    private readonly faults: FaultInjection,
     private readonly events: EventEmitter,
   ) {}
 
@@ -63,6 +66,10 @@ export class TwinLinks {
       return;
     }
     if (operation === "GET" && resource === undefined) {
+      if (this.faults.takeTwinGetThrottling()) {
+        respond(429, azureError("ThrottlingException", TWIN_GET_THROTTLED));
+        return;
+      }
       respond(200, this.store.deviceTwinView(hubHostName, deviceId));
       return;
     }

@@ -1,6 +1,7 @@
 // The device's twin requests over MQTT (docs/hub-mqtt-protocol.md §4): the answer to a GET and to a reported
 // patch, as a status, an optional JSON body and the new reported version.
 import type { DeviceStore } from "./device-store.js";
+import type { FaultInjection } from "./fault-injection.js";
 import { AzureErrorCode, type AzureErrorName } from "./errors.js";
 import { TwinRuleViolation } from "./twin-rules.js";
 
@@ -11,8 +12,22 @@ export interface TwinAnswer {
   version?: number;
 }
 
-export function answerTwinGet(store: DeviceStore, hubHostName: string, deviceId: string): TwinAnswer {
+/** IoT Hub answers too many twin reads with 429 (ThrottlingError in the SDK, transient). */
+export const TWIN_GET_THROTTLED = "Twin reads throttled: too many requests (fault injection).";
+
+export function answerTwinGet(
+  store: DeviceStore,
+  faults: FaultInjection,
+  hubHostName: string,
+  deviceId: string,
+): TwinAnswer {
   if (!store.get(hubHostName, deviceId)) return notFound(deviceId);
+  if (faults.takeTwinGetThrottling()) {
+    return {
+      status: 429,
+      body: azureError("ThrottlingException", TWIN_GET_THROTTLED),
+    };
+  }
   return { status: 200, body: store.deviceTwinView(hubHostName, deviceId) };
 }
 

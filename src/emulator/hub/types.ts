@@ -182,6 +182,8 @@ export interface HubFaults {
   throttleNext(count: number): void;
   /** Next N telemetry sends rejected as over the daily quota (amqp:resource-limit-exceeded). */
   exceedQuotaNext(count: number): void;
+  /** Next N twin GETs, over AMQP or MQTT, answered 429 (ThrottlingException, IoT Hub's twin read limit). */
+  throttleTwinGetsNext(count: number): void;
   /** Telemetry dispositions delayed (0 = off). */
   delayAcks(ms: number): void;
 }

@@ -124,6 +124,10 @@ async function applyHubFault(backend: EmulatorApiBackend, context: RouteContext)
       backend.faults.exceedQuotaNext(countField(body, "count", 1_000_000));
       applied = true;
       break;
+    case "throttle-twin-gets":
+      backend.faults.throttleTwinGetsNext(countField(body, "count", 1_000_000));
+      applied = true;
+      break;
     case "delay-acks":
       backend.faults.delayAcks(countField(body, "ms", 600_000));
       applied = true;
