@@ -353,9 +353,13 @@ export function provisionDevice(request: ProvisioningRequest): Promise<Provision
   async function explain(error: unknown): Promise<ProvisioningError> {
     if (!isOpaqueConnectionFailure(error)) return wrap(error);
     const { host, port } = splitHostPort(request.endpoint);
-    const problem = await tlsProblem(host, port ?? DEFAULT_PORTS[request.transport], request.ca).catch(
-      () => undefined,
-    );
+    const problem = await tlsProblem(
+      host,
+      port ?? DEFAULT_PORTS[request.transport],
+      request.ca,
+      undefined,
+      request.proxy,
+    ).catch(() => undefined);
     if (!problem) return wrap(error);
     return new ProvisioningError(
       `DPS registration of "${registrationId}" failed: ${problem}`,

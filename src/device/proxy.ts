@@ -141,6 +141,7 @@ export class ProxyTunnelAgent extends HttpsAgent {
     const options = requestOptions as ConnectionOptions & {
       host?: string | null;
       port?: number | string | null;
+      signal?: AbortSignal;
     };
     const target = `${formatHost(options.host ?? "localhost")}:${options.port ?? 443}`;
     const proxyName = `${formatHost(this.proxy.host)}:${this.proxy.port}`;
@@ -163,6 +164,7 @@ export class ProxyTunnelAgent extends HttpsAgent {
       path: target,
       headers,
       agent: false,
+      signal: options.signal, // a request given up also gives up its tunnel
     });
     connect.once("connect", (response: IncomingMessage, socket: Socket, head: Buffer) => {
       if (response.statusCode !== 200) {

@@ -703,6 +703,40 @@ describe("HubConnection", () => {
       });
     }
 
+    it("amqp: a connect given up leaves no socket open even when the hub keeps its side of it open", async () => {
+      // After our FIN this hub keeps its side open and writes on: a socket we only ended would stay open in this
+      // process, half-closed; one destroyed answers with a reset, which closes the hub's side too.
+      const peers: Socket[] = [];
+      const halfOpenHub = createTlsServer(
+        { cert: pki.serverCert, key: pki.serverKey, allowHalfOpen: true },
+        (socket) => {
+          peers.push(socket);
+          socket.on("error", () => undefined);
+          // A reset is noticed only by a write that follows it: write on until the socket closes.
+          socket.on("end", () => {
+            const writing = setInterval(() => socket.write("still here"), 100);
+            socket.once("close", () => clearInterval(writing));
+          });
+          socket.resume();
+        },
+      );
+      const halfOpenPort = await listening(halfOpenHub);
+      try {
+        await assert.rejects(
+          HubConnection.open(
+            { assignedHub: `127.0.0.1:${halfOpenPort}`, deviceId: "silent-dev" },
+            { kind: "symmetricKey", key: Buffer.from("k".repeat(32)).toString("base64") },
+            { transport: "amqp", ca: pki.caCert, connectTimeoutMs: 1_000, closeTimeoutMs: 1_000 },
+          ),
+          OperationTimeoutError,
+        );
+        await closedWithin(peers[0], 5_000, "after the time-out");
+      } finally {
+        for (const peer of peers) peer.destroy();
+        halfOpenHub.close();
+      }
+    });
+
     it("amqp-ws: a connect given up, by its time-out or an abort, leaves no socket open, and rhea prints nothing", async () => {
       // The WebSocket reaches the silent server through a CONNECT proxy of the test's own, whatever port it names.
       const tunnels: Socket[] = [];

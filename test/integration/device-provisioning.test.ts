@@ -254,6 +254,29 @@ describe("provisionDevice", () => {
     }
   });
 
+  it("amqp-ws through an HTTP proxy without a CA of its own: still through the tunnel, refused by TLS", async () => {
+    const registrationId = "prov-sk-amqp-ws-proxy-no-ca";
+    const key = enrolSymmetricKey(registrationId);
+    const dpsPort = Number(emulator.endpoints.dps.https.split(":").pop());
+    const proxy = await connectProxy(dpsPort);
+    try {
+      await assert.rejects(
+        provisionDevice({
+          ...symmetricKeyRequest(registrationId, key, "amqp-ws"),
+          endpoint: "127.0.0.1",
+          ca: undefined,
+          proxy: { host: "127.0.0.1", port: proxy.port },
+          timeoutMs: 5_000,
+        }),
+        isProvisioningError(registrationId, /certificate/i),
+      );
+      assert.ok(proxy.targets.length > 0, "the connection went through the proxy");
+      for (const target of proxy.targets) assert.equal(target, "127.0.0.1:443");
+    } finally {
+      proxy.close();
+    }
+  });
+
   // The SDK's TPM connect passes no WebSocket agent on: without ours in the AMQP base it would bypass the proxy
   // and go to 127.0.0.1:443 itself, where nothing listens.
   it("a TPM device over amqp-ws through an HTTP proxy: the challenge connection goes through the tunnel too", async () => {

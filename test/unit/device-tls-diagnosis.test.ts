@@ -3,7 +3,8 @@
 // host names.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import { createServer as createHttpServer, type IncomingMessage } from "node:http";
+import { connect as netConnect, createServer as createNetServer, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { createServer as createTlsServer } from "node:tls";
 import { isOpaqueConnectionFailure, tlsProblem } from "../../src/device/tls-diagnosis.js";
@@ -131,6 +132,103 @@ describe("TLS diagnosis", () => {
       assert.doesNotMatch(problem ?? "", /not trusted/);
     } finally {
       server.close();
+    }
+  });
+});
+
+/** A CONNECT proxy that records each target and tunnels it to 127.0.0.1 on the target's port, or answers `refuse`. */
+async function connectProxy(refuse?: number) {
+  const targets: string[] = [];
+  const sockets: Socket[] = [];
+  const server = createHttpServer();
+  server.on("connect", (request: IncomingMessage, client: Socket) => {
+    targets.push(request.url ?? "");
+    sockets.push(client);
+    if (refuse) {
+      client.end(`HTTP/1.1 ${refuse} Forbidden\r\n\r\n`);
+      return;
+    }
+    const upstream = netConnect(Number(request.url?.split(":").pop()), "127.0.0.1", () => {
+      client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+      upstream.pipe(client).pipe(upstream);
+    });
+    sockets.push(upstream);
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+  });
+  const port = await listening(server);
+  return {
+    proxy: { host: "127.0.0.1", port },
+    targets,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await closed(server);
+    },
+  };
+}
+
+describe("TLS diagnosis through an HTTP proxy", () => {
+  it("goes through the tunnel: no problem with the right CA, the untrusted certificate without it", async () => {
+    const { port, server } = await tlsServer();
+    const tunnel = await connectProxy();
+    try {
+      assert.equal(await tlsProblem("localhost", port, pki.caCert, 5000, tunnel.proxy), undefined);
+      assert.match(
+        (await tlsProblem("localhost", port, undefined, 5000, tunnel.proxy)) ?? "",
+        /^the server's TLS certificate is not trusted \(.+\): check the trusted CA$/,
+      );
+      assert.deepEqual(tunnel.targets, [`localhost:${port}`, `localhost:${port}`]);
+    } finally {
+      await tunnel.close();
+      await closed(server);
+    }
+  });
+
+  it("names the proxy that refuses the tunnel, and one nothing listens on", async () => {
+    const refusing = await connectProxy(403);
+    try {
+      assert.match(
+        (await tlsProblem("dps.example", 443, pki.caCert, 5000, refusing.proxy)) ?? "",
+        new RegExp(
+          `^the HTTP proxy 127\\.0\\.0\\.1:${refusing.proxy.port} refused the tunnel to dps\\.example:443: 403`,
+        ),
+      );
+    } finally {
+      await refusing.close();
+    }
+    const dead = createNetServer();
+    const deadPort = await listening(dead);
+    await closed(dead);
+    assert.match(
+      (await tlsProblem("dps.example", 443, pki.caCert, 5000, { host: "127.0.0.1", port: deadPort })) ?? "",
+      new RegExp(`^cannot reach the HTTP proxy 127\\.0\\.0\\.1:${deadPort}: .*ECONNREFUSED`),
+    );
+  });
+
+  it("names no TLS answer in time when the proxy never answers the CONNECT", async () => {
+    const sockets: Socket[] = [];
+    // Reads what comes (so that it sees the connection end) and never answers.
+    const silent = createNetServer((socket) => sockets.push(socket.resume()));
+    const port = await listening(silent);
+    try {
+      assert.equal(
+        await tlsProblem("dps.example", 443, pki.caCert, 50, { host: "127.0.0.1", port }),
+        "no TLS answer from dps.example:443 within 50 ms",
+      );
+      const [toProxy] = sockets;
+      assert.ok(toProxy, "the probe asked the proxy for a tunnel");
+      const closedSoon = await new Promise<boolean>((resolve) => {
+        if (toProxy.closed) return resolve(true);
+        const timer = setTimeout(() => resolve(false), 5000);
+        toProxy.once("close", () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      assert.ok(closedSoon, "the CONNECT the proxy never answered is given up, not left open");
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await closed(silent);
     }
   });
 });
